@@ -6,6 +6,7 @@ package devnet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,8 +26,10 @@ import (
 	"github.com/openagents/runtime/pkg/custody"
 	"github.com/openagents/runtime/pkg/devln"
 	"github.com/openagents/runtime/pkg/fleet"
+	"github.com/openagents/runtime/pkg/lifecycle"
 	"github.com/openagents/runtime/pkg/model"
 	"github.com/openagents/runtime/pkg/natsx"
+	"github.com/openagents/runtime/pkg/nipsa"
 	"github.com/openagents/runtime/pkg/payer"
 	"github.com/openagents/runtime/pkg/provider"
 	"github.com/openagents/runtime/pkg/publisher"
@@ -62,8 +65,12 @@ type Options struct {
 	MinTickInterval time.Duration
 	// LowBalanceFactor slows LowBalance heartbeats (scheduler).
 	LowBalanceFactor float64
-	Log              *slog.Logger
-	OnTick           func(ticker.Outcome)
+	// Thresholds of the payer's lifecycle (devnet demos use small ones).
+	Thresholds lifecycle.Thresholds
+	// PayerSweep is how often the payer re-reads balances; 0: its default.
+	PayerSweep time.Duration
+	Log        *slog.Logger
+	OnTick     func(ticker.Outcome)
 }
 
 // Devnet is a running devnet.
@@ -224,7 +231,8 @@ func (d *Devnet) startServices(ctx context.Context, o Options, vault *custody.Va
 	d.goRun("publisher", func() error { return pub.Run(ctx) })
 
 	pay, err := payer.New(ctx, payer.Config{NC: d.NC, JS: d.JS, Registry: reg, Wallets: payer.DevnetLedger{Ledger: d.Ledger},
-		Log: d.log.With("service", "payer"), Metrics: d.Metrics, Network: "regtest"})
+		Log: d.log.With("service", "payer"), Metrics: d.Metrics, Network: "regtest", Thresholds: o.Thresholds,
+		ReconcileEvery: o.PayerSweep})
 	if err != nil {
 		return err
 	}
@@ -262,6 +270,24 @@ func (d *Devnet) FundFromFaucet(ctx context.Context, ref string, sats int64) (re
 		return a, fmt.Errorf("devnet faucet: %w", err)
 	}
 	return a, nil
+}
+
+// CreateChannel creates a NIP-28 channel (kind 40) on the devnet relay and returns its id.
+func (d *Devnet) CreateChannel(ctx context.Context, name, about string) (string, error) {
+	meta, _ := json.Marshal(map[string]string{"name": name, "about": about})
+	ev := nostr.Event{Kind: nipsa.KindChannelCreate, CreatedAt: nostr.Now(), Content: string(meta), Tags: nostr.Tags{}}
+	if err := ev.Sign(nostr.GeneratePrivateKey()); err != nil {
+		return "", err
+	}
+	r, err := nostr.RelayConnect(ctx, d.Relay.URL())
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	if err := r.Publish(ctx, ev); err != nil {
+		return "", fmt.Errorf("devnet: create channel: %w", err)
+	}
+	return ev.ID, nil
 }
 
 // Close stops every part and removes a temp dir.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -296,6 +297,11 @@ func Limits(a registry.Agent) nipsa.BudgetLimits {
 // (and released) before the account read is already out of the balance read after it, so the
 // check can only over-count what is spent, never under-count.
 func (p *Payer) reserve(ctx context.Context, a registry.Agent, w lightning.Wallet, rec Payment) error {
+	// The CAS alone is correct across replicas; the lock keeps this process's requests for one
+	// agent from all racing for the same revision (100 concurrent requests would cost O(n^2)).
+	mu, _ := p.agentLocks.LoadOrStore(a.Pubkey, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	lim := Limits(a)
 	deadline := time.Now().Add(p.payTimeout)
 	for {

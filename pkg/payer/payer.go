@@ -69,15 +69,16 @@ type Payer struct {
 	th      lifecycle.Thresholds
 
 	payTimeout, reconcileEvery, grace, invoiceExpiry time.Duration
-	sem                                               chan struct{}
+	sem                                              chan struct{}
 
 	ledger ledger
 	ready  chan struct{}
 
-	wg       sync.WaitGroup // request handlers and invoice watchers
-	stopCtx  context.Context // ends invoice watchers when Run returns
-	stop     context.CancelFunc
-	watching sync.Map // invoice hash -> struct{}: one watcher per invoice per process
+	wg         sync.WaitGroup  // request handlers and invoice watchers
+	stopCtx    context.Context // ends invoice watchers when Run returns
+	stop       context.CancelFunc
+	watching   sync.Map // invoice hash -> struct{}: one watcher per invoice per process
+	agentLocks sync.Map // agent -> *sync.Mutex, see reserve
 }
 
 // New checks cfg and binds to the ledger bucket (which must be provisioned).

@@ -1,11 +1,22 @@
-// Command scheduler is the scheduler service of the OpenAgents runtime (see README.md).
+// Command scheduler is the scheduler service of the OpenAgents runtime (see README.md): it
+// publishes a tick trigger on sa.trigger.<agent> for every heartbeat slot, every relay event
+// an agent subscribes to (mention, DM, zap, channel message, custom kind) and every funding
+// notice of a hibernating agent. Run any number of replicas: trigger ids are deterministic and
+// JetStream dedupes them.
 package main
 
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
+	"github.com/openagents/runtime/pkg/contracts"
+	"github.com/openagents/runtime/pkg/natsx"
+	"github.com/openagents/runtime/pkg/registry"
+	"github.com/openagents/runtime/pkg/scheduler"
 	"github.com/openagents/runtime/pkg/service"
 )
 
@@ -13,10 +24,65 @@ func main() {
 	var f service.Flags
 	fs := flag.NewFlagSet("scheduler", flag.ExitOnError)
 	f.Register(fs)
+	factor := fs.Float64("low-balance-factor", envFloat("LOW_BALANCE_FACTOR", scheduler.DefaultLowBalanceFactor),
+		"LowBalance agents beat every heartbeat*factor (env LOW_BALANCE_FACTOR)")
+	replicas := fs.Int("js-replicas", envInt("JS_REPLICAS", 1), "replicas for the streams and buckets it provisions (env JS_REPLICAS)")
 	_ = fs.Parse(os.Args[1:])
+	relays := []string(f.Relays)
+	if len(relays) == 0 && os.Getenv("RELAYS") != "" {
+		relays = strings.Split(os.Getenv("RELAYS"), ",")
+	}
+
 	os.Exit(service.Main("scheduler", f.HTTPAddr, func(ctx context.Context, sh *service.Shell) error {
-		sh.SetReady(true)
-		<-ctx.Done()
-		return nil
+		nc, js, err := natsx.ConnectAndProvision(ctx,
+			natsx.ConnectOptions{URL: f.NATSURL, Creds: f.NATSCreds, Name: "scheduler"},
+			contracts.ProvisionOptions{Replicas: *replicas})
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		reg, err := registry.Open(ctx, js)
+		if err != nil {
+			return err
+		}
+		s, err := scheduler.New(scheduler.Config{
+			NC: nc, JS: js, Registry: reg,
+			DefaultRelays:    relays,
+			LowBalanceFactor: *factor,
+			Log:              sh.Log,
+			Metrics:          sh.Registry,
+		})
+		if err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		select {
+		case <-s.Ready():
+			sh.SetReady(true)
+			sh.Log.Info("scheduling", "relays", relays, "low_balance_factor", *factor)
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("scheduler: %w", err)
+			}
+			return nil
+		}
+		err = <-done
+		sh.SetReady(false)
+		return err
 	}))
+}
+
+func envFloat(k string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(k), 64); err == nil {
+		return v
+	}
+	return def
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
 }
