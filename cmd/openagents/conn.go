@@ -240,4 +240,3 @@ func ensureKEK(path string) error {
 	_, err = f.WriteString(hexKey + "\n")
 	return err
 }
-

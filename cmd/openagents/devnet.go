@@ -230,4 +230,3 @@ func drawLive(w io.Writer, rows []agentView, up time.Duration, prev int) int {
 	fmt.Fprintf(w, "up %s — Ctrl-C stops\n", up.Round(time.Second))
 	return printTable(w, rows) + 1
 }
-
