@@ -59,10 +59,14 @@ type strList []string
 func (l *strList) String() string     { return strings.Join(*l, ",") }
 func (l *strList) Set(v string) error { *l = append(*l, v); return nil }
 
-// parse parses flags that may come before or after positional arguments.
+// parse parses flags that may come before or after positional arguments. A negative number
+// ("fund alice -5") is a positional argument, so it gets the amount's error, not a flag's.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
+		for len(args) > 0 && isNegativeNumber(args[0]) {
+			pos, args = append(pos, args[0]), args[1:]
+		}
 		if err := fs.Parse(args); err != nil {
 			return nil, fmt.Errorf("%w: %v", errUsage, err)
 		}
@@ -73,6 +77,11 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+func isNegativeNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return len(s) > 1 && s[0] == '-' && err == nil
 }
 
 func newFlagSet(env *cliEnv, name, synopsis string) *flag.FlagSet {
@@ -360,9 +369,7 @@ func agentStatus(env *cliEnv, args []string) error {
 		"budget":      map[string]any{"spent_today_sats": bal.SpentTodaySats, "daily_limit_sats": a.Limits.DailyLimitSats, "per_tick_limit_sats": a.Limits.PerTickLimitSats, "reserved_sats": a.Limits.ReservedSats},
 		"schedule":    map[string]any{"active": a.Active, "heartbeat_seconds": a.HeartbeatSeconds, "triggers": a.Triggers, "business_hours": a.BusinessHours},
 		"relays":      a.Relays, "channels": a.Channels, "recent_ticks": results, "last_error": lastErr,
-	}
-	if berr != nil {
-		st["balance_error"] = berr.Error()
+		"balance_error": firstNonEmpty(bal.Error, errString(berr)),
 	}
 	if c.json {
 		return printJSON(env.stdout, st)

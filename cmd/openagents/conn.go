@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,7 @@ type connFlags struct {
 	creds   string
 	kekFile string
 	json    bool
+	notice  io.Writer // where the local home says it shares another process's server
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
@@ -33,6 +35,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
 	fs.StringVar(&c.kekFile, "kek-file", os.Getenv("OPENAGENTS_KEK_FILE"), "key-encryption key file (env OPENAGENTS_KEK_FILE; default: the local home's)")
 	fs.BoolVar(&c.json, "json", false, "machine-readable output")
+	c.notice = fs.Output()
 }
 
 // session is an open connection to a fleet.
@@ -62,7 +65,7 @@ func (c *connFlags) open(ctx context.Context, needVault bool) (*session, error) 
 	}
 	var kekFile = c.kekFile
 	if url == "" {
-		h, err := openHome()
+		h, err := openHome(c.notice)
 		if err != nil {
 			return nil, err
 		}
@@ -166,7 +169,10 @@ func homeDir() (string, error) {
 // ErrHomeBusy: another process holds the home and its server cannot be reached.
 var ErrHomeBusy = errors.New("local home busy")
 
-func openHome() (*home, error) {
+func openHome(notice io.Writer) (*home, error) {
+	if notice == nil {
+		notice = os.Stderr
+	}
 	dir, err := homeDir()
 	if err != nil {
 		return nil, err
@@ -195,7 +201,7 @@ func openHome() (*home, error) {
 		if info.URL == "" {
 			return nil, fmt.Errorf("%w: %s is locked by another openagents process that serves no NATS yet", ErrHomeBusy, dir)
 		}
-		fmt.Fprintf(os.Stderr, "openagents: home %s is in use by process %d; using its NATS server at %s\n", dir, info.PID, info.URL)
+		fmt.Fprintf(notice, "openagents: home %s is in use by process %d; using its NATS server at %s\n", dir, info.PID, info.URL)
 		h.url = info.URL
 		return h, nil
 	}

@@ -52,10 +52,10 @@ var (
 	// ErrPaidNoResult: paid, but no result came. The money is gone; the caller must record it.
 	ErrPaidNoResult = errors.New("compute: paid but no result")
 	// ErrPayFailed: the Pay func failed. Its outcome may be unknown: reconcile, never retry.
-	ErrPayFailed = errors.New("compute: payment failed")
+	ErrPayFailed   = errors.New("compute: payment failed")
 	ErrNoProviders = errors.New("compute: no providers")
 	// ErrPublish: no relay accepted the request.
-	ErrPublish = errors.New("compute: request not published")
+	ErrPublish    = errors.New("compute: request not published")
 	ErrBadRequest = errors.New("compute: bad request")
 )
 

@@ -140,8 +140,8 @@ func TestBalance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != 9_996_530_000 {
-		t.Fatalf("Balance = %d msat, want local_balance.msat 9996530000", got)
+	if got != 9_978_045_877 {
+		t.Fatalf("Balance = %d msat, want local_balance.msat 9978045877", got)
 	}
 }
 

@@ -43,9 +43,7 @@ func (p *Payer) Balance(ctx context.Context, agent string) contracts.BalanceRepl
 		reply.Error = err.Error()
 		return reply
 	}
-	bctx, cancel := context.WithTimeout(ctx, balanceTimeout)
-	msat, err := w.Balance(bctx)
-	cancel()
+	msat, err := p.walletBalance(ctx, w, acct)
 	if err != nil {
 		// Unknown is never zero: a failed read counted as 0 has killed agents elsewhere.
 		reply.Error = err.Error()

@@ -118,7 +118,7 @@ func (s faultySource) Wallet(_ context.Context, a registry.Agent) (lightning.Wal
 	return faultyWallet{Account: s.ln.Account(payer.DevnetAccount(a)), f: s.f}, nil
 }
 
-func newEnv(t *testing.T, tune ...func(*payer.Config)) *env {
+func newEnv(t *testing.T, tune ...func(*env, *payer.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	ns, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Dir: t.TempDir()})
@@ -146,7 +146,7 @@ func newEnv(t *testing.T, tune ...func(*payer.Config)) *env {
 		Metrics: e.prom, Now: e.clock.Now, Network: "regtest", PayTimeout: 5 * time.Second,
 		ReconcileEvery: time.Hour, Grace: time.Second}
 	for _, fn := range tune {
-		fn(&cfg)
+		fn(e, &cfg)
 	}
 	e.p, err = payer.New(ctx, cfg)
 	if err != nil {

@@ -141,6 +141,18 @@ func (p *Payer) waitInvoice(ctx context.Context, rec FundingInvoice) (lightning.
 
 // funded records the settlement, publishes Funded exactly once and moves the lifecycle up.
 func (p *Payer) funded(ctx context.Context, rec FundingInvoice, inv lightning.Invoice) {
+	if p.sub {
+		// Credit first, idempotently: a crash before the invoice is marked settled replays this.
+		if _, err := p.ledger.updateAccount(ctx, rec.Agent, func(a *Account) error {
+			if !a.credit(rec.Hash, inv.AmountMsat) {
+				return errNoWrite
+			}
+			return nil
+		}); err != nil && !errors.Is(err, errNoWrite) {
+			p.log.Warn("credit funding; retried at next start", "agent", rec.Agent, "hash", rec.Hash, "err", err)
+			return
+		}
+	}
 	first := p.updateInvoice(ctx, rec.Hash, func(r *FundingInvoice) bool {
 		if r.Status != invOpen && r.Status != invExpired {
 			return false

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,6 +69,27 @@ type Account struct {
 	Counters budget.Counters        `json:"counters"`
 	Pending  map[string]Reservation `json:"pending,omitempty"`
 	History  map[string]int64       `json:"history,omitempty"` // UTC day -> sats spent (fees included)
+	// With sub-accounts (one shared node) the ledger is the agent's balance: credited by its
+	// funding invoices, debited by its settled payments. Credits holds the latest credited
+	// invoice hashes so a credit replayed after a crash is not applied twice.
+	BalanceMsat int64    `json:"balance_msat,omitempty"`
+	Credits     []string `json:"credits,omitempty"`
+}
+
+// maxCredits bounds Account.Credits; a credit is marked on its invoice right after it is applied.
+const maxCredits = 64
+
+// credit adds a funding invoice's amount once.
+func (a *Account) credit(hash string, msat int64) bool {
+	if slices.Contains(a.Credits, hash) {
+		return false
+	}
+	a.BalanceMsat += msat
+	a.Credits = append(a.Credits, hash)
+	if len(a.Credits) > maxCredits {
+		a.Credits = a.Credits[len(a.Credits)-maxCredits:]
+	}
+	return true
 }
 
 func (a Account) pendingSats() int64 {

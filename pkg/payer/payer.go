@@ -73,6 +73,8 @@ type Payer struct {
 
 	ledger ledger
 	ready  chan struct{}
+	// sub: balances are kept in the ledger (SubAccounts), not read from the wallet.
+	sub bool
 
 	wg         sync.WaitGroup  // request handlers and invoice watchers
 	stopCtx    context.Context // ends invoice watchers when Run returns
@@ -96,6 +98,9 @@ func New(ctx context.Context, cfg Config) (*Payer, error) {
 		th: cfg.Thresholds, payTimeout: cfg.PayTimeout, reconcileEvery: cfg.ReconcileEvery,
 		grace: cfg.Grace, invoiceExpiry: cfg.InvoiceExpiry,
 		ledger: ledger{kv: kv}, ready: make(chan struct{}),
+	}
+	if lb, ok := cfg.Wallets.(interface{ ledgerBalances() bool }); ok {
+		p.sub = lb.ledgerBalances()
 	}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -173,6 +178,7 @@ func (p *Payer) Run(ctx context.Context) error {
 			if err := p.ReconcileAll(ctx); err != nil && ctx.Err() == nil {
 				p.log.Warn("reconcile pass", "err", err)
 			}
+			p.sweepLifecycles(ctx)
 		}
 	}
 	// Drain lets callbacks already queued hand their requests to handlers; wait for that before

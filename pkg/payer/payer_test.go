@@ -407,3 +407,50 @@ func TestLifecycleFollowsMoney(t *testing.T) {
 		t.Fatalf("received metric %v", got)
 	}
 }
+
+// TestSubAccountsKeepBalancesApart runs two agents on one shared node (as with LND): each
+// one's balance is what its own funding brought in minus what it paid, whatever the node holds.
+func TestSubAccountsKeepBalancesApart(t *testing.T) {
+	e := newEnv(t, func(e *env, c *payer.Config) { c.Wallets = payer.SubAccounts{Node: e.ln.Account("node")} })
+	ctx := context.Background()
+	if err := e.ln.Faucet(ctx, "node", 1_000_000*1000); err != nil { // the operator's own money
+		t.Fatal(err)
+	}
+	a := e.agent("a", 0, bigLimits, lifecycle.Spawning)
+	b := e.agent("b", 0, bigLimits, lifecycle.Spawning)
+	fund := func(agent string, sats int64) {
+		t.Helper()
+		fr, err := e.nc.SubscribeSync(contracts.FundedSubject(agent))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = fr.Unsubscribe() }()
+		var ir contracts.InvoiceReply
+		e.request(contracts.InvoiceSubject(agent), contracts.InvoiceRequest{AmountSats: sats}, &ir)
+		if ir.Error != "" {
+			t.Fatal(ir.Error)
+		}
+		if _, err := e.ln.Account(devln.FaucetAccount).PayInvoice(ctx, ir.Bolt11); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fr.NextMsg(5 * time.Second); err != nil {
+			t.Fatalf("no Funded notice: %v", err)
+		}
+	}
+	if r := e.balanceReply(a); !r.Known || r.BalanceSats != 0 || r.Lifecycle != string(lifecycle.Spawning) {
+		t.Fatalf("before funding: %+v", r)
+	}
+	fund(a, 3_000)
+	fund(b, 20_000)
+	if r := e.pay(a, contracts.PayRequest{IdempotencyKey: "a1", Bolt11: e.invoice(2_000).Bolt11, TickID: "t"}); r.Status != contracts.PayStatusSucceeded {
+		t.Fatalf("a pays 2000: %+v", r)
+	}
+	// a has 1000 left although the node holds over a million: the ledger, not the node, decides.
+	if r := e.pay(a, contracts.PayRequest{IdempotencyKey: "a2", Bolt11: e.invoice(1_500).Bolt11, TickID: "t"}); r.Code != "budget_balance" {
+		t.Fatalf("a overspends: %+v", r)
+	}
+	ra, rb := e.balanceReply(a), e.balanceReply(b)
+	if ra.BalanceSats != 1_000 || rb.BalanceSats != 20_000 || rb.Lifecycle != string(lifecycle.Active) {
+		t.Fatalf("balances a %+v b %+v", ra, rb)
+	}
+}

@@ -116,8 +116,15 @@ func (n *NWC) Wallet(ctx context.Context, a registry.Agent) (lightning.Wallet, e
 	return w, nil
 }
 
-// Static serves every agent from one wallet. With LND this is one node for the whole fleet;
-// use it only where each agent's money is separated elsewhere (tests, a single agent).
-type Static struct{ W lightning.Wallet }
+// SubAccounts serves the whole fleet from one node (LND): every agent pays and is paid through
+// Node, and the payer keeps each agent's balance in its ledger (acct.<agent>), credited by the
+// agent's funding invoices (inv.<hash> tags each with its agent) and debited by its payments.
+// Money sent to the node any other way belongs to no agent.
+type SubAccounts struct{ Node lightning.Wallet }
 
-func (s Static) Wallet(context.Context, registry.Agent) (lightning.Wallet, error) { return s.W, nil }
+func (s SubAccounts) Wallet(context.Context, registry.Agent) (lightning.Wallet, error) {
+	return s.Node, nil
+}
+
+// ledgerBalances marks a source whose per-agent balances live in the payer's ledger.
+func (SubAccounts) ledgerBalances() bool { return true }

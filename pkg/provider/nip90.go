@@ -33,12 +33,13 @@ type jobRequest struct {
 func parseJob(ev *nostr.Event) (jobRequest, string) {
 	var j jobRequest
 	for _, t := range ev.Tags {
+		if len(t) >= 1 && t[0] == "encrypted" { // NIP-90 writes it without a value
+			return j, "encrypted requests are not supported"
+		}
 		if len(t) < 2 {
 			continue
 		}
 		switch t[0] {
-		case "encrypted":
-			return j, "encrypted requests are not supported"
 		case "i":
 			if j.prompt != "" {
 				continue

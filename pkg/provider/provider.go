@@ -95,7 +95,7 @@ type Provider struct {
 	running chan struct{} // semaphore around model calls
 
 	mu      sync.Mutex
-	seen    map[string]struct{}     // request event ids already handled
+	seen    map[string]struct{}      // request event ids already handled
 	jobs    map[string]chan struct{} // NIP-28 job id -> nudge on PaymentSent
 	pending int
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/openagents/runtime/pkg/contracts"
 	"github.com/openagents/runtime/pkg/natsx"
 	"github.com/openagents/runtime/pkg/registry"
+	"github.com/openagents/runtime/pkg/trigger"
 )
 
 // env is a real embedded NATS with every stream and bucket provisioned, and the registry.
@@ -153,6 +154,10 @@ func (e *env) triggers(t *testing.T, agent string) []contracts.Trigger {
 		if m.Subject != contracts.TriggerSubject(agent) {
 			continue
 		}
+		// What the ticker will run: every stored trigger must pass its parser.
+		if _, _, err := trigger.Parse(m.Subject, m.Data, time.Now()); err != nil {
+			t.Errorf("trigger.Parse refuses a stored trigger: %v\n%s", err, m.Data)
+		}
 		var tr contracts.Trigger
 		if err := json.Unmarshal(m.Data, &tr); err != nil {
 			t.Fatalf("stored trigger does not parse: %v", err)
@@ -169,7 +174,7 @@ func (e *env) slots(t *testing.T, agent string) map[int64]int {
 		if tr.Type != contracts.TriggerHeartbeat {
 			continue
 		}
-		s, ok := strings.CutPrefix(tr.ID, "hb:"+agent+":")
+		s, ok := strings.CutPrefix(tr.ID, strings.TrimSuffix(heartbeatID(agent, 0), "0"))
 		if !ok {
 			t.Fatalf("heartbeat id %q does not name agent and slot", tr.ID)
 		}

@@ -1,21 +1,18 @@
 package scheduler
 
-import "strconv"
+import "github.com/openagents/runtime/pkg/trigger"
 
-// Trigger ids. pkg/trigger is to own these (HeartbeatID, EventTriggerID); until it lands they
-// are spelled here in the agreed form, and these two functions are the only place to switch.
-func heartbeatID(agent string, slot int64) string {
-	return "hb:" + agent + ":" + strconv.FormatInt(slot, 10)
-}
+// Trigger ids come from pkg/trigger, so the ticker and the scheduler agree on them.
+func heartbeatID(agent string, slot int64) string { return trigger.HeartbeatID(agent, slot) }
 
-func eventTriggerID(eventID string) string { return "ev:" + eventID }
+func eventTriggerID(eventID string) string { return trigger.EventTriggerID(eventID) }
 
 func fundedID(paymentHash string) string { return "funded:" + paymentHash }
 
 // msgID is the Nats-Msg-Id of a trigger for agent. JetStream dedupes by id per stream, not per
-// subject, so an id that does not already name the agent (one event that mentions two agents,
-// one payment hash) gets the agent appended; otherwise the second agent's trigger would be
-// dropped as a duplicate of the first's. Every replica computes the same id.
+// subject, so the agent is appended: otherwise one event that mentions two agents (or one
+// payment hash) would reach only the first, the second dropped as a duplicate. Every replica
+// computes the same id, which is all the dedupe needs.
 func msgID(agent, triggerID string) string {
 	return triggerID + "@" + agent
 }

@@ -101,8 +101,8 @@ func TestRelayTriggers(t *testing.T) {
 	got := byEvent()
 	for id, typ := range want {
 		tr, ok := got[id]
-		if !ok || tr.Type != typ || tr.ID != "ev:"+id {
-			t.Errorf("event %s: trigger %+v, want type %s id ev:%s", id[:8], tr, typ, id)
+		if !ok || tr.Type != typ || tr.ID != eventTriggerID(id) {
+			t.Errorf("event %s: trigger %+v, want type %s id %s", id[:8], tr, typ, eventTriggerID(id))
 		}
 	}
 	for _, id := range []string{badZap.ID, self.ID, forged.ID} {
@@ -118,7 +118,10 @@ func TestRelayTriggers(t *testing.T) {
 	}
 
 	// Let the clock pass the overlap, then move the cursor past the old events.
-	old := mention.CreatedAt
+	var old nostr.Timestamp
+	for _, ev := range []nostr.Event{mention, dm, chanMsg, zap, badZap, self, dmQuiet} {
+		old = max(old, ev.CreatedAt)
+	}
 	await(t, 5*time.Second, "clock past the overlap", func() bool { return nostr.Now() >= old+2 })
 	marker := send(user, nostr.Event{Kind: 1, Content: "marker", Tags: nostr.Tags{{"p", bot.pub}}})
 	await(t, 10*time.Second, "marker trigger", func() bool { _, ok := byEvent()[marker.ID]; return ok })

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,6 +72,12 @@ func TestRegistryChangesTakeEffect(t *testing.T) {
 	e.register(t, low, "low", func(a *registry.Agent) { a.Lifecycle = "low_balance" })
 	e.register(t, dead, "dead", func(a *registry.Agent) { a.Lifecycle = "dead" })
 	e.register(t, spawn, "spawn", func(a *registry.Agent) { a.Lifecycle = "spawning" })
+	// Business hours: one agent always open, one open only on a day three days away (never
+	// during this test, even across midnight UTC).
+	open, closed := newAgent(t), newAgent(t)
+	e.register(t, open, "open", func(a *registry.Agent) { a.BusinessHours = "mon,tue,wed,thu,fri,sat,sun 00:00-24:00" })
+	far := strings.ToLower(time.Now().UTC().AddDate(0, 0, 3).Weekday().String()[:3])
+	e.register(t, closed, "closed", func(a *registry.Agent) { a.BusinessHours = far + " 00:00-24:00" })
 	r := e.start(t, func(c *Config) { c.LowBalanceFactor = 3 })
 	began := time.Now()
 
@@ -99,6 +106,12 @@ func TestRegistryChangesTakeEffect(t *testing.T) {
 	}
 	if n := len(e.slots(t, dead.pub)) + len(e.slots(t, spawn.pub)); n != 0 {
 		t.Errorf("dead and spawning agents got %d heartbeats", n)
+	}
+	if n := len(e.slots(t, closed.pub)); n != 0 {
+		t.Errorf("agent outside business hours got %d heartbeats", n)
+	}
+	if n := len(e.slots(t, open.pub)); n < 4 {
+		t.Errorf("agent inside business hours got %d heartbeats", n)
 	}
 	elapsed := time.Since(began)
 	nLow, nAct := len(e.slots(t, low.pub)), len(e.slots(t, act.pub))

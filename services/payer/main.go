@@ -12,9 +12,15 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/openagents/runtime/pkg/contracts"
+	"github.com/openagents/runtime/pkg/custody"
 	"github.com/openagents/runtime/pkg/lifecycle"
+	"github.com/openagents/runtime/pkg/lightning"
+	"github.com/openagents/runtime/pkg/lnd"
 	"github.com/openagents/runtime/pkg/natsx"
+	"github.com/openagents/runtime/pkg/nwc"
 	"github.com/openagents/runtime/pkg/payer"
 	"github.com/openagents/runtime/pkg/registry"
 	"github.com/openagents/runtime/pkg/service"
@@ -31,14 +37,22 @@ type options struct {
 	grace          time.Duration
 	lowRunwayDays  float64
 	hibernateSats  int64
+	lndURL         string
+	lndMacaroon    string
+	lndTLSCert     string
+	kekFile        string
 }
 
 func main() {
 	var o options
 	fs := flag.NewFlagSet("payer", flag.ExitOnError)
 	o.Register(fs)
-	fs.StringVar(&o.wallet, "wallet", envOr("PAYER_WALLET", "devnet"), "wallet backend: devnet (env PAYER_WALLET)")
-	fs.StringVar(&o.devnetWallet, "devnet-wallet", os.Getenv("DEVNET_WALLET_URL"), "devnet Lightning HTTP API base URL (env DEVNET_WALLET_URL)")
+	fs.StringVar(&o.wallet, "wallet", envOr("PAYER_WALLET", "devnet"), "wallet backend: devnet, lnd (one node, per-agent balances in the ledger) or nwc (per-agent NWC from custody) (env PAYER_WALLET)")
+	fs.StringVar(&o.devnetWallet, "devnet-wallet", os.Getenv("OPENAGENTS_DEVNET_WALLET"), "devnet Lightning HTTP API base URL (env OPENAGENTS_DEVNET_WALLET)")
+	fs.StringVar(&o.lndURL, "lnd-url", os.Getenv("LND_REST_URL"), "LND REST URL, https://host:8080 (env LND_REST_URL)")
+	fs.StringVar(&o.lndMacaroon, "lnd-macaroon", os.Getenv("LND_MACAROON_PATH"), "LND macaroon file (env LND_MACAROON_PATH)")
+	fs.StringVar(&o.lndTLSCert, "lnd-tls-cert", os.Getenv("LND_TLS_CERT_PATH"), "LND tls.cert to pin (env LND_TLS_CERT_PATH)")
+	fs.StringVar(&o.kekFile, "kek-file", os.Getenv("OPENAGENTS_KEK_FILE"), "key-encryption key file, to open agents' NWC connections (env OPENAGENTS_KEK_FILE)")
 	fs.StringVar(&o.network, "network", envOr("PAYER_NETWORK", ""), "BOLT11 network invoices must be for; empty: the wallet's (env PAYER_NETWORK)")
 	fs.IntVar(&o.replicas, "replicas", envInt("NATS_REPLICAS", 1), "JetStream replicas when provisioning streams and buckets (env NATS_REPLICAS)")
 	fs.DurationVar(&o.payTimeout, "pay-timeout", 30*time.Second, "bound on one wallet payment call; past it the payment is in flight")
@@ -49,16 +63,16 @@ func main() {
 	_ = fs.Parse(os.Args[1:])
 
 	os.Exit(service.Main("payer", o.HTTPAddr, func(ctx context.Context, sh *service.Shell) error {
-		wallets, err := walletSource(o)
-		if err != nil {
-			return err
-		}
 		nc, js, err := natsx.ConnectAndProvision(ctx, natsx.ConnectOptions{URL: o.NATSURL, Creds: o.NATSCreds, Name: "payer"},
 			contracts.ProvisionOptions{Replicas: o.replicas})
 		if err != nil {
 			return err
 		}
 		defer nc.Close()
+		wallets, err := walletSource(ctx, o, js, sh)
+		if err != nil {
+			return err
+		}
 		reg, err := registry.Open(ctx, js)
 		if err != nil {
 			return err
@@ -84,15 +98,42 @@ func main() {
 	}))
 }
 
-func walletSource(o options) (payer.WalletSource, error) {
+func walletSource(ctx context.Context, o options, js jetstream.JetStream, sh *service.Shell) (payer.WalletSource, error) {
 	switch o.wallet {
 	case "devnet":
 		if o.devnetWallet == "" {
 			return nil, errors.New("--wallet devnet needs --devnet-wallet URL (the devnet Lightning HTTP API)")
 		}
 		return &payer.DevnetHTTP{URL: o.devnetWallet}, nil
-	case "lnd", "nwc":
-		return nil, fmt.Errorf("--wallet %s is not wired into this build yet; use devnet", o.wallet)
+	case "lnd":
+		if o.network == "" {
+			return nil, errors.New("--wallet lnd needs --network")
+		}
+		node, err := lnd.New(lnd.Config{URL: o.lndURL, MacaroonPath: o.lndMacaroon, TLSCertPath: o.lndTLSCert,
+			Network: o.network, PayTimeout: o.payTimeout, Logger: sh.Log})
+		if err != nil {
+			return nil, err
+		}
+		return payer.SubAccounts{Node: node}, nil
+	case "nwc":
+		if o.kekFile == "" {
+			return nil, errors.New("--wallet nwc needs --kek-file to open agents' NWC connections")
+		}
+		kek, err := custody.LoadKEK(o.kekFile)
+		if err != nil {
+			return nil, err
+		}
+		vault, err := custody.OpenVault(ctx, js, kek)
+		if err != nil {
+			return nil, err
+		}
+		return &payer.NWC{Vault: vault, Dial: func(_ context.Context, s string) (lightning.Wallet, error) {
+			uri, err := nwc.ParseURI(s)
+			if err != nil {
+				return nil, err
+			}
+			return nwc.NewClient(uri, nwc.ClientOptions{Network: o.network, Timeout: o.payTimeout})
+		}}, nil
 	}
 	return nil, fmt.Errorf("--wallet %q: want devnet, lnd or nwc", o.wallet)
 }

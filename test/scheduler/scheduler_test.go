@@ -27,6 +27,7 @@ import (
 	"github.com/openagents/runtime/pkg/contracts"
 	"github.com/openagents/runtime/pkg/natsx"
 	"github.com/openagents/runtime/pkg/registry"
+	"github.com/openagents/runtime/pkg/trigger"
 )
 
 func buildScheduler(t *testing.T) string {
@@ -123,15 +124,16 @@ func slots(t *testing.T, js jetstream.JetStream) map[string]map[int64]int {
 		if err := json.Unmarshal(m.Data, &tr); err != nil || tr.Type != contracts.TriggerHeartbeat {
 			t.Fatalf("unexpected message on %s: %s", m.Subject, m.Data)
 		}
-		parts := strings.Split(tr.ID, ":")
-		slot, err := strconv.ParseInt(parts[len(parts)-1], 10, 64)
-		if len(parts) != 3 || err != nil || parts[1] != contracts.AgentFromSubject(m.Subject) {
+		agent := contracts.AgentFromSubject(m.Subject)
+		rest, ok := strings.CutPrefix(tr.ID, strings.TrimSuffix(trigger.HeartbeatID(agent, 0), "0"))
+		slot, err := strconv.ParseInt(rest, 10, 64)
+		if !ok || err != nil {
 			t.Fatalf("heartbeat id %q on %s", tr.ID, m.Subject)
 		}
-		if out[parts[1]] == nil {
-			out[parts[1]] = map[int64]int{}
+		if out[agent] == nil {
+			out[agent] = map[int64]int{}
 		}
-		out[parts[1]][slot]++
+		out[agent][slot]++
 	}
 	return out
 }

@@ -1,0 +1,129 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/openagents/runtime/pkg/devnet"
+	"github.com/openagents/runtime/pkg/fleet"
+	"github.com/openagents/runtime/pkg/identity"
+	"github.com/openagents/runtime/pkg/nipsa"
+)
+
+// TestMentionsCoalesce: 100 mentions of one agent within a second become a few ticks whose
+// observations hold every one of them, each tick paid once.
+func TestMentionsCoalesce(t *testing.T) {
+	const mentions = 100
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	d, err := devnet.Start(ctx, devnet.Options{Dir: t.TempDir(), Services: true, Log: testLog(t), MinTickInterval: time.Millisecond,
+		Providers: []devnet.ProviderSpec{{Name: "reference", PriceSats: 10}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	w := watchResults(ctx, t, d.Relay.URL())
+
+	sp, err := d.Fleet.Spawn(ctx, fleet.SpawnOptions{Name: "popular", HeartbeatSeconds: 24 * 3600, Triggers: []string{"mention"},
+		Limits: nipsa.BudgetLimits{DailyLimitSats: 10_000, PerTickLimitSats: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.FromMnemonic(sp.Mnemonic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := &spawnedAgent{name: "popular", pubkey: sp.Agent.Pubkey, sk: id.SecretKey}
+	if _, err := d.FundFromFaucet(ctx, agent.name, 5_000); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := nostrConnect(ctx, d.Relay.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	fan := nostr.GeneratePrivateKey()
+	mention := func(text string) (string, error) {
+		ev := nostr.Event{Kind: nipsa.KindTextNote, CreatedAt: nostr.Now(), Content: text, Tags: nostr.Tags{{"p", agent.pubkey}}}
+		if err := ev.Sign(fan); err != nil {
+			return "", err
+		}
+		return ev.ID, r.Publish(ctx, ev)
+	}
+	// A first mention, awaited: it shows the scheduler is subscribed for the agent before the
+	// burst (a subscription made later would see the burst only as stored events).
+	probe, err := mention("hello @popular")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.await(ctx, "ev:"+probe); err != nil {
+		t.Fatal(err)
+	}
+
+	ids := make([]string, 0, mentions)
+	start := time.Now()
+	for i := range mentions {
+		id, err := mention(fmt.Sprintf("question %d for @popular", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, "ev:"+id)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("publishing %d mentions took %s, want them within one second", mentions, took)
+	}
+	got, err := w.await(ctx, ids...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticks := map[string]nipsa.TickResult{}
+	for _, res := range got {
+		ticks[res.TickID] = res
+	}
+	t.Logf("%d mentions published in %s, answered by %d ticks in %s", mentions, time.Since(start).Round(time.Millisecond),
+		len(ticks), time.Since(start).Round(time.Millisecond))
+	if len(ticks) > 5 {
+		t.Fatalf("%d mentions within a second took %d ticks, want at most 5", mentions, len(ticks))
+	}
+	for _, res := range ticks {
+		if res.Status != nipsa.TickSuccess {
+			t.Fatalf("tick %s: %s: %s", res.TickID, res.Status, res.Content.Error)
+		}
+	}
+
+	// On the relay: each of those ticks observed its mentions (the trajectory carries the event
+	// ids) and paid the provider once.
+	eventually(t, 15*time.Second, "coalesced ticks on the relay", func() error {
+		at, err := fetchTicks(ctx, r, agent.pubkey, agent.sk)
+		if err != nil {
+			return err
+		}
+		observed := map[string]bool{}
+		for tick := range ticks {
+			res, ok := at.results[tick]
+			if !ok {
+				return fmt.Errorf("tick %s not fetched", tick)
+			}
+			for _, te := range at.traj[res.Content.Session] {
+				for _, id := range ids {
+					if !observed[id] && te.Step == nipsa.StepMessage && containsAll(te.Content, `"subtype":"observation"`, id[len("ev:"):]) {
+						observed[id] = true
+					}
+				}
+			}
+		}
+		if len(observed) != mentions {
+			return fmt.Errorf("%d of %d mentions in the ticks' observations", len(observed), mentions)
+		}
+		if int(at.state.TickCount) != len(at.results) {
+			return fmt.Errorf("state tick_count %d, %d TickResults", at.state.TickCount, len(at.results))
+		}
+		_, err = checkPaidTicks(at, d.Ledger, agent.pubkey, "provider-reference", 10)
+		return err
+	})
+}
