@@ -355,6 +355,9 @@ func agentStatus(env *cliEnv, args []string) error {
 	}
 	bal, berr := s.fleet.Pay.Balance(ctx, a.Pubkey)
 	results := recentResults(ctx, a, 10)
+	if results == nil {
+		results = []resultRow{}
+	}
 	lastErr := ""
 	for _, r := range results {
 		if r.Error != "" {

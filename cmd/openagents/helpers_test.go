@@ -13,6 +13,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/openagents/runtime/pkg/devnet"
+	"github.com/openagents/runtime/pkg/identity"
 	"github.com/openagents/runtime/pkg/nipsa"
 )
 
@@ -125,4 +126,14 @@ func tickResults(t *testing.T, relay, agent string) []nipsa.TickResult {
 		out = append(out, tr)
 	}
 	return out
+}
+
+// agentSecret derives the hex secret key of words (NIP-06), to look for it where it must not be.
+func agentSecret(t *testing.T, words string) string {
+	t.Helper()
+	id, err := identity.FromMnemonic(words)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.SecretKey
 }

@@ -28,7 +28,8 @@ Usage:
   openagents agent trigger <agent> [--type manual] [--note TEXT]
   openagents keys derive [--mnemonic-stdin] [--json]
   openagents keys rotate --new-kek-file F
-  openagents run (--agent A | --mnemonic-file F | --mnemonic-stdin) [--single-tick] [flags]
+  openagents run (--agent A | --mnemonic-file F | --mnemonic-stdin) [--single-tick]
+                 (--wallet nostr+walletconnect://... | --lnd-rest URL --lnd-macaroon F) [flags]
   openagents bench [--agents 1000] [--for 45s]
 
 <agent> is a name, npub or hex pubkey. Every command takes --json, --nats URL (or NATS_URL, or

@@ -70,7 +70,7 @@ func cmdRun(env *cliEnv, args []string) error {
 	var o runOptions
 	o.conn.register(fs)
 	fs.Var(&o.agents, "agent", "a registered agent to run: name, npub or hex pubkey (repeatable; its key comes from the vault)")
-	fs.StringVar(&o.mnemonicFile, "mnemonic-file", "", "run the agent of the 12 words in this file (registered if new; key kept in memory)")
+	fs.StringVar(&o.mnemonicFile, "mnemonic-file", "", "run the agent of the 12 words in this file (registered, its key sealed in the vault, if new)")
 	fs.BoolVar(&o.mnemonicStdin, "mnemonic-stdin", false, "run the agent of 12 words on standard input")
 	fs.StringVar(&o.name, "name", "", "name to register a new mnemonic agent under (default agent-<first 8 hex of its pubkey>)")
 	fs.BoolVar(&o.singleTick, "single-tick", false, "publish one manual trigger, run exactly one tick, print its result and exit (non-zero unless success)")
@@ -173,8 +173,6 @@ func cmdRun(env *cliEnv, args []string) error {
 	for _, a := range served {
 		pubs[a.Pubkey] = true
 		relays = appendNew(relays, a.Relays...)
-		fmt.Fprintf(env.stderr, "openagents run: %s (%s) with a %s wallet on %s (%d sats), relays %s\n",
-			a.Name, a.Npub, kind, network, balMsat/1000, strings.Join(a.Relays, " "))
 	}
 
 	r := &runner{o: o, env: env, s: s, log: log, relays: relays, network: network, keys: keys,
@@ -184,6 +182,16 @@ func cmdRun(env *cliEnv, args []string) error {
 		return err
 	}
 	defer r.stop()
+	for _, a := range served {
+		// A confirmed balance read through the payer moves the lifecycle (a newly registered
+		// agent is Spawning, and gets heartbeats only once it is Active).
+		lc := a.Lifecycle
+		if bal, err := s.fleet.Pay.Balance(ctx, a.Pubkey); err == nil && bal.Known {
+			lc = bal.Lifecycle
+		}
+		fmt.Fprintf(env.stderr, "openagents run: %s (%s, %s) with a %s wallet on %s (%d sats), relays %s\n",
+			a.Name, a.Npub, lc, kind, network, balMsat/1000, strings.Join(a.Relays, " "))
+	}
 	if o.singleTick {
 		return r.singleTick(ctx, served[0])
 	}
@@ -432,10 +440,35 @@ func (r *runner) stop() {
 		r.cancelFront()
 	}
 	r.front.Wait()
+	r.awaitDelivery(15 * time.Second)
 	if r.cancelBack != nil {
 		r.cancelBack()
 	}
 	r.back.Wait()
+}
+
+// awaitDelivery gives the publisher up to wait to deliver what the ticks queued, so a run that
+// ends (a --single-tick in cron above all) leaves its trajectory on the relays, not in the
+// local stream until the next run.
+func (r *runner) awaitDelivery(wait time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	cons, err := r.s.js.Consumer(ctx, contracts.StreamPublish, contracts.ConsumerPublisher)
+	if err != nil {
+		return
+	}
+	for {
+		info, err := cons.Info(ctx)
+		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			r.log.Warn("events still queued for the relays; the next run delivers them")
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // tickReport is what --single-tick prints (and each tick of a long run with --json).

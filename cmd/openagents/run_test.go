@@ -87,6 +87,12 @@ func TestRunSingleTickNWC(t *testing.T) {
 	if err != nil || tr.Status != nipsa.TickSuccess || tr.TickID != rep.TickID || evs[0].PubKey != id.PublicKey || tr.TrajectoryHash != rep.TrajectoryHash {
 		t.Fatalf("TickResult on the relay %+v, err %v", tr, err)
 	}
+	// The run waited for delivery: the whole trajectory is on the relay, not only the result.
+	traj := relayEvents(t, d.Relay.URL(), nostr.Filter{Kinds: []int{nipsa.KindTrajectoryEvent}, Authors: []string{id.PublicKey},
+		Tags: nostr.TagMap{"tick": {rep.TickID}}})
+	if len(traj) == 0 {
+		t.Fatal("no trajectory events of the tick on the relay")
+	}
 	after, _ := provider.Balance(context.Background())
 	if after-before != 10_000 {
 		t.Fatalf("provider got %d msat, want 10000", after-before)
@@ -103,6 +109,7 @@ func TestRunSingleTickNWC(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "success (solo)") || !strings.Contains(r.stdout, "on the relays") {
 		t.Fatalf("second run: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
+	t.Logf("second run:\n%s%s", r.stderr, r.stdout)
 }
 
 func TestRunSingleTickNoProvider(t *testing.T) {
@@ -136,6 +143,18 @@ func TestRunSingleTickNoProvider(t *testing.T) {
 	}
 	if n := len(d.Ledger.Transfers()); n != transfers {
 		t.Fatalf("%d transfers happened: %+v", n-transfers, d.Ledger.Transfers()[transfers:])
+	}
+
+	// Another active agent in the home would be ticked without its wallet: refused.
+	must(t, "", "agent", "spawn", "--name", "other", "--relay", d.Relay.URL())
+	r = cli(t, nip06Words, "run", "--single-tick", "--wallet", uri, "--mnemonic-stdin")
+	if r.code == 0 || !strings.Contains(r.stderr, "other active agents (other)") {
+		t.Fatalf("exit %d stderr %q", r.code, r.stderr)
+	}
+	must(t, "", "agent", "stop", "other")
+	r = cli(t, nip06Words, "run", "--single-tick", "--wallet", uri, "--mnemonic-stdin", "--provider", unknown)
+	if r.code != 1 || !strings.Contains(r.stdout, "no provider") {
+		t.Fatalf("with other stopped: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 }
 

@@ -99,6 +99,13 @@ func (f *Fleet) Spawn(ctx context.Context, o SpawnOptions) (Spawned, error) {
 	if err != nil {
 		return Spawned{}, err
 	}
+	// Refuse before touching custody: restoring the mnemonic of a registered agent under a new
+	// name must not overwrite that agent's sealed secrets.
+	if _, _, err := f.Registry.Get(ctx, id.PublicKey); err == nil {
+		return Spawned{}, fmt.Errorf("%w: %s", registry.ErrExists, id.Npub)
+	} else if !errors.Is(err, registry.ErrNotFound) {
+		return Spawned{}, err
+	}
 	if o.HeartbeatSeconds <= 0 {
 		o.HeartbeatSeconds = 900
 	}

@@ -2,7 +2,6 @@ package lnd
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -149,6 +148,3 @@ func (w *Wallet) subscribeOnce(ctx context.Context, settleIndex int64, fn func(i
 		fn(in)
 	}
 }
-
-// rHashURL is how a 32-byte hash goes into a /v2 URL path: base64url (hex is rejected there).
-func rHashURL(hash []byte) string { return base64.URLEncoding.EncodeToString(hash) }

@@ -2,14 +2,20 @@ package lnd
 
 import (
 	"context"
+	stdecdsa "crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -104,7 +110,7 @@ func (f *fakeLnd) wallet(t *testing.T) *Wallet {
 	if err := os.WriteFile(cert, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(Config{URL: f.srv.URL, MacaroonHex: testMacaroon, TLSCertPath: cert, Network: "regtest", PayTimeout: 5 * time.Second})
+	w, err := New(Config{URL: f.srv.URL, MacaroonHex: testMacaroon, TLSCertPath: cert, Network: "regtest", PayTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,9 +154,22 @@ func TestBalance(t *testing.T) {
 func TestPinnedCertRefusesAnotherServer(t *testing.T) {
 	f := newFakeLnd(t)
 	f.reply(t, "GET /v1/balance/channels", 200, "balance_channels.json")
-	w := f.wallet(t)
-	other := newFakeLnd(t) // another self-signed certificate
-	w.base.Host = strings.TrimPrefix(other.srv.URL, "https://")
+	// Pin another self-signed certificate than the server's.
+	key, _ := stdecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := filepath.Join(t.TempDir(), "other.cert")
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Config{URL: f.srv.URL, MacaroonHex: testMacaroon, TLSCertPath: cert, Network: "regtest"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := w.Balance(context.Background()); err == nil || !strings.Contains(err.Error(), "pinned") {
 		t.Fatalf("Balance against an unpinned server: %v, want a pin mismatch", err)
 	}
@@ -421,9 +440,11 @@ func TestSubscribeSettled(t *testing.T) {
 		// The resumed stream replays from the index asked for, including one seen before.
 		_, _ = io.WriteString(w, lastLine+"\n")
 		_, _ = io.WriteString(w, `{"result":{"r_hash":"`+b64(strings.Repeat("cd", 32))+`","value_msat":"7000","state":"SETTLED","settle_index":"`+fmt.Sprint(lastIdx+1)+`","settle_date":"1700000000"}}`+"\n")
+		w.(http.Flusher).Flush() // grpc-gateway flushes every message
 		<-r.Context().Done()
 	})
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	got := make(chan lightning.Invoice, 8)
 	done := make(chan error, 1)
 	go func() {

@@ -2,6 +2,7 @@ package lnd
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -120,11 +121,11 @@ func (w *Wallet) PayInvoice(ctx context.Context, bolt11 string) (lightning.Payme
 		p.FailureReason = le.Message
 		return p, err
 	}
-	return w.readPayStream(newStream(resp.Body, resp.StatusCode), p, log)
+	return readPayStream(newStream(resp.Body, resp.StatusCode), p, log)
 }
 
 // readPayStream reads updates until a final one. Anything short of a final state is unknown.
-func (w *Wallet) readPayStream(s *stream, p lightning.Payment, log *slog.Logger) (lightning.Payment, error) {
+func readPayStream(s *stream, p lightning.Payment, log *slog.Logger) (lightning.Payment, error) {
 	for {
 		var up payment
 		err := s.next(&up)
@@ -191,3 +192,6 @@ func decodeHash(h string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// rHashURL is how a 32-byte hash goes into a /v2 URL path: base64url (hex is rejected there).
+func rHashURL(hash []byte) string { return base64.URLEncoding.EncodeToString(hash) }

@@ -18,7 +18,7 @@ func (f *Flags) Connect(ctx context.Context, name string) (*nats.Conn, jetstream
 	return natsx.ConnectAndProvision(ctx, natsx.ConnectOptions{
 		URL: f.NATSURL, Name: name, Creds: f.NATSCreds,
 		User: os.Getenv("NATS_USER"), Password: os.Getenv("NATS_PASSWORD"),
-	}, contracts.ProvisionOptions{Replicas: provisionReplicas()})
+	}, contracts.ProvisionOptions{Replicas: f.JSReplicas})
 }
 
 // RelayList is --relay flags, or RELAYS (comma-separated) when none were given.
@@ -35,10 +35,3 @@ func (f *Flags) RelayList() []string {
 	return out
 }
 
-func provisionReplicas() int {
-	switch os.Getenv("OPENAGENTS_JS_REPLICAS") {
-	case "3":
-		return 3
-	}
-	return 1
-}

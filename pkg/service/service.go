@@ -97,7 +97,7 @@ type Flags struct {
 	NATSCreds  string
 	HTTPAddr   string
 	Relays     stringList
-	ConfigFile string
+	JSReplicas int
 }
 
 type stringList []string
@@ -111,6 +111,15 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.NATSCreds, "nats-creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
 	fs.StringVar(&f.HTTPAddr, "http", envOr("HTTP_ADDR", ":8080"), "address for /healthz, /readyz and /metrics (env HTTP_ADDR)")
 	fs.Var(&f.Relays, "relay", "relay URL, repeatable (env RELAYS, comma-separated)")
+	fs.IntVar(&f.JSReplicas, "js-replicas", envInt("OPENAGENTS_JS_REPLICAS", 1), "replicas of the streams and buckets it provisions: 1, or 3 in a cluster (env OPENAGENTS_JS_REPLICAS)")
+}
+
+func envInt(k string, def int) int {
+	var n int
+	if _, err := fmt.Sscan(os.Getenv(k), &n); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
 
 func envOr(k, def string) string {

@@ -109,11 +109,12 @@ func (t *Ticker) removeInbox(ctx context.Context, agent string, answered []contr
 func lastKey(agent string) string { return agent + ".last" }
 
 // runInbox runs one tick for the agent's pending triggers while holding its lease. It reports
-// whether a tick ran.
-func (t *Ticker) runInbox(ctx context.Context, agent string) bool {
+// whether the inbox held triggers and whether their tick is durable; a tick that is not (the
+// agent's key is unavailable, NATS refused the events) leaves them for the sweeper to retry.
+func (t *Ticker) runInbox(ctx context.Context, agent string) (ran, durable bool) {
 	a, _, err := t.cfg.Registry.Get(ctx, agent)
 	if err != nil {
-		return false
+		return false, false
 	}
 	// Rate limit paid ticks per agent; triggers arriving meanwhile keep coalescing.
 	minGap := t.cfg.MinTickInterval
@@ -126,13 +127,13 @@ func (t *Ticker) runInbox(ctx context.Context, agent string) bool {
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
-				return false
+				return false, false
 			}
 		}
 	}
 	r, _, err := t.readInbox(ctx, agent)
 	if err != nil || len(r.Triggers) == 0 {
-		return false
+		return false, false
 	}
 	out := t.tick(ctx, a, r.Triggers, r.Dropped)
 	if out.durable {
@@ -147,5 +148,5 @@ func (t *Ticker) runInbox(ctx context.Context, agent string) bool {
 			t.cfg.OnTick(out.Outcome)
 		}
 	}
-	return true
+	return true, out.durable
 }

@@ -230,18 +230,25 @@ func (t *Ticker) handle(ctx context.Context, msg jetstream.Msg) {
 // The try-lock-then-recheck order means a trigger appended while another replica releases the
 // lease is still picked up by one of the two.
 func (t *Ticker) drain(ctx context.Context, agent string) {
-	for {
+	for idle := 0; idle < 2; {
 		rev, ok := t.acquire(ctx, agent)
 		if !ok {
 			t.m.coalesced.Inc()
 			return
 		}
-		ran := t.runInbox(ctx, agent)
+		ran, durable := t.runInbox(ctx, agent)
 		t.release(ctx, agent, rev)
+		if ran && !durable {
+			return // the sweeper retries later; retrying now would spin
+		}
 		if !ran {
+			// Nothing was run: either the inbox is empty (checked again after releasing the
+			// lease, so a trigger appended meanwhile is not stranded) or the agent could not
+			// be read; give up after a second idle round and leave the rest to the sweeper.
 			if n, _ := t.inboxLen(ctx, agent); n == 0 {
 				return
 			}
+			idle++
 		}
 	}
 }

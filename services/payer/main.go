@@ -9,17 +9,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/openagents/runtime/pkg/contracts"
 	"github.com/openagents/runtime/pkg/custody"
 	"github.com/openagents/runtime/pkg/lifecycle"
 	"github.com/openagents/runtime/pkg/lightning"
 	"github.com/openagents/runtime/pkg/lnd"
-	"github.com/openagents/runtime/pkg/natsx"
 	"github.com/openagents/runtime/pkg/nwc"
 	"github.com/openagents/runtime/pkg/payer"
 	"github.com/openagents/runtime/pkg/registry"
@@ -31,7 +28,6 @@ type options struct {
 	wallet         string
 	devnetWallet   string
 	network        string
-	replicas       int
 	payTimeout     time.Duration
 	reconcileEvery time.Duration
 	grace          time.Duration
@@ -47,14 +43,13 @@ func main() {
 	var o options
 	fs := flag.NewFlagSet("payer", flag.ExitOnError)
 	o.Register(fs)
-	fs.StringVar(&o.wallet, "wallet", envOr("PAYER_WALLET", "devnet"), "wallet backend: devnet, lnd (one node, per-agent balances in the ledger) or nwc (per-agent NWC from custody) (env PAYER_WALLET)")
+	fs.StringVar(&o.wallet, "wallet", os.Getenv("OPENAGENTS_WALLET"), "wallet backend: lnd (one node, per-agent balances in the ledger), nwc (per-agent NWC from custody) or devnet (env OPENAGENTS_WALLET)")
 	fs.StringVar(&o.devnetWallet, "devnet-wallet", os.Getenv("OPENAGENTS_DEVNET_WALLET"), "devnet Lightning HTTP API base URL (env OPENAGENTS_DEVNET_WALLET)")
 	fs.StringVar(&o.lndURL, "lnd-url", os.Getenv("LND_REST_URL"), "LND REST URL, https://host:8080 (env LND_REST_URL)")
-	fs.StringVar(&o.lndMacaroon, "lnd-macaroon", os.Getenv("LND_MACAROON_PATH"), "LND macaroon file (env LND_MACAROON_PATH)")
-	fs.StringVar(&o.lndTLSCert, "lnd-tls-cert", os.Getenv("LND_TLS_CERT_PATH"), "LND tls.cert to pin (env LND_TLS_CERT_PATH)")
+	fs.StringVar(&o.lndMacaroon, "lnd-macaroon", os.Getenv("LND_MACAROON_FILE"), "LND macaroon file (env LND_MACAROON_FILE)")
+	fs.StringVar(&o.lndTLSCert, "lnd-tls-cert", os.Getenv("LND_TLS_CERT_FILE"), "LND tls.cert to pin (env LND_TLS_CERT_FILE)")
 	fs.StringVar(&o.kekFile, "kek-file", os.Getenv("OPENAGENTS_KEK_FILE"), "key-encryption key file, to open agents' NWC connections (env OPENAGENTS_KEK_FILE)")
-	fs.StringVar(&o.network, "network", envOr("PAYER_NETWORK", ""), "BOLT11 network invoices must be for; empty: the wallet's (env PAYER_NETWORK)")
-	fs.IntVar(&o.replicas, "replicas", envInt("NATS_REPLICAS", 1), "JetStream replicas when provisioning streams and buckets (env NATS_REPLICAS)")
+	fs.StringVar(&o.network, "network", os.Getenv("OPENAGENTS_NETWORK"), "BOLT11 network invoices must be for: mainnet, testnet, signet, regtest; empty: the wallet's (env OPENAGENTS_NETWORK)")
 	fs.DurationVar(&o.payTimeout, "pay-timeout", 30*time.Second, "bound on one wallet payment call; past it the payment is in flight")
 	fs.DurationVar(&o.reconcileEvery, "reconcile-every", 30*time.Second, "period of the in-flight reconciliation pass")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "age before reconciliation may close a stalled intent or a payment the wallet never saw")
@@ -63,8 +58,7 @@ func main() {
 	_ = fs.Parse(os.Args[1:])
 
 	os.Exit(service.Main("payer", o.HTTPAddr, func(ctx context.Context, sh *service.Shell) error {
-		nc, js, err := natsx.ConnectAndProvision(ctx, natsx.ConnectOptions{URL: o.NATSURL, Creds: o.NATSCreds, Name: "payer"},
-			contracts.ProvisionOptions{Replicas: o.replicas})
+		nc, js, err := o.Connect(ctx, "payer")
 		if err != nil {
 			return err
 		}
@@ -105,6 +99,8 @@ func walletSource(ctx context.Context, o options, js jetstream.JetStream, sh *se
 			return nil, errors.New("--wallet devnet needs --devnet-wallet URL (the devnet Lightning HTTP API)")
 		}
 		return &payer.DevnetHTTP{URL: o.devnetWallet}, nil
+	case "":
+		return nil, errors.New("--wallet (or OPENAGENTS_WALLET) is required: lnd, nwc, or devnet")
 	case "lnd":
 		if o.network == "" {
 			return nil, errors.New("--wallet lnd needs --network")
@@ -136,18 +132,4 @@ func walletSource(ctx context.Context, o options, js jetstream.JetStream, sh *se
 		}}, nil
 	}
 	return nil, fmt.Errorf("--wallet %q: want devnet, lnd or nwc", o.wallet)
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(k string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(k)); err == nil {
-		return n
-	}
-	return def
 }

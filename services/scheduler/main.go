@@ -11,10 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 
-	"github.com/openagents/runtime/pkg/contracts"
-	"github.com/openagents/runtime/pkg/natsx"
 	"github.com/openagents/runtime/pkg/registry"
 	"github.com/openagents/runtime/pkg/scheduler"
 	"github.com/openagents/runtime/pkg/service"
@@ -26,17 +23,11 @@ func main() {
 	f.Register(fs)
 	factor := fs.Float64("low-balance-factor", envFloat("LOW_BALANCE_FACTOR", scheduler.DefaultLowBalanceFactor),
 		"LowBalance agents beat every heartbeat*factor (env LOW_BALANCE_FACTOR)")
-	replicas := fs.Int("js-replicas", envInt("JS_REPLICAS", 1), "replicas for the streams and buckets it provisions (env JS_REPLICAS)")
 	_ = fs.Parse(os.Args[1:])
-	relays := []string(f.Relays)
-	if len(relays) == 0 && os.Getenv("RELAYS") != "" {
-		relays = strings.Split(os.Getenv("RELAYS"), ",")
-	}
+	relays := f.RelayList()
 
 	os.Exit(service.Main("scheduler", f.HTTPAddr, func(ctx context.Context, sh *service.Shell) error {
-		nc, js, err := natsx.ConnectAndProvision(ctx,
-			natsx.ConnectOptions{URL: f.NATSURL, Creds: f.NATSCreds, Name: "scheduler"},
-			contracts.ProvisionOptions{Replicas: *replicas})
+		nc, js, err := f.Connect(ctx, "scheduler")
 		if err != nil {
 			return err
 		}
@@ -75,13 +66,6 @@ func main() {
 
 func envFloat(k string, def float64) float64 {
 	if v, err := strconv.ParseFloat(os.Getenv(k), 64); err == nil {
-		return v
-	}
-	return def
-}
-
-func envInt(k string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
 		return v
 	}
 	return def

@@ -125,8 +125,11 @@ func (w *resultWatcher) await(ctx context.Context, ids ...string) (map[string]ni
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			n := len(missing)
-			return out, fmt.Errorf("%d of %d triggers have no TickResult on the relay (first: %s): %w", n, len(ids), missing[0], ctx.Err())
+			w.mu.Lock()
+			seen := len(w.byTrigger)
+			w.mu.Unlock()
+			return out, fmt.Errorf("%d of %d triggers have no TickResult on the relay (first: %s; %d triggers answered in all): %w",
+				len(missing), len(ids), missing[0], seen, ctx.Err())
 		}
 	}
 }
@@ -143,7 +146,7 @@ func query(ctx context.Context, r *nostr.Relay, f nostr.Filter) ([]*nostr.Event,
 
 // agentTicks is what the relay shows of one agent's ticks, checked for consistency.
 type agentTicks struct {
-	results   map[string]nipsa.TickResult      // by tick id
+	results   map[string]nipsa.TickResult        // by tick id
 	sessions  map[string]nipsa.TrajectorySession // by session id
 	traj      map[string][]nipsa.TrajectoryEvent // by session id
 	payHashes map[string]string                  // tick id -> payment hash of its inference

@@ -108,6 +108,7 @@ func TestPayInvoiceOverRegtest(t *testing.T) {
 			}
 		}
 	}
+	warmups := int64(0)
 	for i := 0; ; i++ {
 		if i == 20 {
 			t.Fatal("SubscribeSettled saw none of 20 settled warm-up invoices")
@@ -119,19 +120,25 @@ func TestPayInvoiceOverRegtest(t *testing.T) {
 		if _, err := alice.PayInvoice(ctx, inv.Bolt11); err != nil {
 			t.Fatalf("warm-up payment: %v", err)
 		}
+		warmups++
 		if waitSettled(inv.PaymentHash, 2*time.Second) {
 			break
 		}
 	}
 
-	aliceBefore, err := alice.Balance(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bobBefore, err := bob.Balance(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The payee's commitment catches up a moment after the payer sees the preimage: read the
+	// starting balances once bob holds exactly the warm-ups.
+	var aliceBefore, bobBefore int64
+	eventually(t, 10*time.Second, "bob's balance holds the warm-ups", func() (err error) {
+		if bobBefore, err = bob.Balance(ctx); err != nil {
+			return err
+		}
+		if bobBefore != warmups*1000 {
+			return fmt.Errorf("bob has %d msat, want %d", bobBefore, warmups*1000)
+		}
+		aliceBefore, err = alice.Balance(ctx)
+		return err
+	})
 	if aliceBefore <= 0 || aliceBefore > regtest.ChannelSat*1000 {
 		t.Fatalf("alice's channel balance %d msat: want in (0, %d]", aliceBefore, regtest.ChannelSat*1000)
 	}

@@ -277,16 +277,17 @@ func populate(t *testing.T, ctx context.Context, d *devnet.Devnet) secrets {
 		t.Fatal(err)
 	}
 
-	// An orphaned reservation (payer crashed after reserving): the next sweep fences it.
+	// An orphaned reservation (payer crashed after reserving): the next sweep fences it. Alice
+	// has a ledger account since her failed payment above.
 	kv, err := d.JS.KeyValue(ctx, contracts.BucketLedger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		e, err := kv.Get(ctx, "acct."+pub["bob"])
+		e, err := kv.Get(ctx, "acct."+pub["alice"])
 		if err != nil {
-			t.Fatalf("bob's ledger account: %v", err)
+			t.Fatalf("alice's ledger account: %v", err)
 		}
 		var acct payer.Account
 		if err := json.Unmarshal(e.Value(), &acct); err != nil {
@@ -299,7 +300,7 @@ func populate(t *testing.T, ctx context.Context, d *devnet.Devnet) secrets {
 		_, _ = rand.Read(h)
 		acct.Pending[hex.EncodeToString(h)] = payer.Reservation{AmountSats: 1, IdemKey: "metrics-test:orphan", At: time.Now().Add(-time.Hour)}
 		b, _ := json.Marshal(acct)
-		if _, err = kv.Update(ctx, "acct."+pub["bob"], b, e.Revision()); err == nil {
+		if _, err = kv.Update(ctx, "acct."+pub["alice"], b, e.Revision()); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
