@@ -57,8 +57,10 @@ type Options struct {
 	RelayPort int
 	HTTPPort  int // wallet API and /metrics
 	Providers []ProviderSpec
-	// Services runs scheduler, ticker, payer and publisher in this process.
+	// Services runs scheduler, ticker, payer and publisher in this process, except those named
+	// in Without (tests run those as separate processes).
 	Services bool
+	Without  []string
 	// Ticker settings used when Services is set.
 	TickTimeout     time.Duration
 	BuyTimeout      time.Duration
@@ -227,8 +229,14 @@ func (d *Devnet) startProvider(ctx context.Context, s ProviderSpec) error {
 func (d *Devnet) startServices(ctx context.Context, o Options, vault *custody.Vault) error {
 	reg := d.Fleet.Registry
 	relays := []string{d.Relay.URL()}
+	skip := map[string]bool{}
+	for _, w := range o.Without {
+		skip[w] = true
+	}
 	pub := publisher.New(publisher.Config{NC: d.NC, JS: d.JS, DefaultRelays: relays, Log: d.log.With("service", "publisher"), Metrics: d.Metrics})
-	d.goRun("publisher", func() error { return pub.Run(ctx) })
+	if !skip["publisher"] {
+		d.goRun("publisher", func() error { return pub.Run(ctx) })
+	}
 
 	pay, err := payer.New(ctx, payer.Config{NC: d.NC, JS: d.JS, Registry: reg, Wallets: payer.DevnetLedger{Ledger: d.Ledger},
 		Log: d.log.With("service", "payer"), Metrics: d.Metrics, Network: "regtest", Thresholds: o.Thresholds,
@@ -236,11 +244,13 @@ func (d *Devnet) startServices(ctx context.Context, o Options, vault *custody.Va
 	if err != nil {
 		return err
 	}
-	d.goRun("payer", func() error { return pay.Run(ctx) })
-	select {
-	case <-pay.Ready():
-	case <-time.After(15 * time.Second):
-		return errors.New("devnet: payer not ready")
+	if !skip["payer"] {
+		d.goRun("payer", func() error { return pay.Run(ctx) })
+		select {
+		case <-pay.Ready():
+		case <-time.After(15 * time.Second):
+			return errors.New("devnet: payer not ready")
+		}
 	}
 
 	sched, err := scheduler.New(scheduler.Config{NC: d.NC, JS: d.JS, Registry: reg, DefaultRelays: relays,
@@ -250,12 +260,16 @@ func (d *Devnet) startServices(ctx context.Context, o Options, vault *custody.Va
 	}
 	frontCtx, cancel := context.WithCancel(ctx)
 	d.cancelFront = cancel
-	d.run(&d.front, "scheduler", func() error { return sched.Run(frontCtx) })
+	if !skip["scheduler"] {
+		d.run(&d.front, "scheduler", func() error { return sched.Run(frontCtx) })
+	}
 
 	tk := ticker.New(ticker.Config{NC: d.NC, JS: d.JS, Registry: reg, Keys: ticker.VaultKeys{Vault: vault}, Relays: relays,
 		Network: "regtest", TickTimeout: o.TickTimeout, BuyTimeout: o.BuyTimeout, MinTickInterval: o.MinTickInterval,
 		Log: d.log.With("service", "ticker"), Metrics: d.Metrics, OnTick: o.OnTick})
-	d.run(&d.front, "ticker", func() error { return tk.Run(frontCtx) })
+	if !skip["ticker"] {
+		d.run(&d.front, "ticker", func() error { return tk.Run(frontCtx) })
+	}
 	return nil
 }
 
