@@ -27,6 +27,7 @@ import (
 	"github.com/openagents/runtime/pkg/devln"
 	"github.com/openagents/runtime/pkg/fleet"
 	"github.com/openagents/runtime/pkg/lifecycle"
+	"github.com/openagents/runtime/pkg/lightning"
 	"github.com/openagents/runtime/pkg/model"
 	"github.com/openagents/runtime/pkg/natsx"
 	"github.com/openagents/runtime/pkg/nipsa"
@@ -48,6 +49,8 @@ type ProviderSpec struct {
 	ModelName      string
 	OverchargeMsat int64
 	Silent         bool
+	// Wallet the provider is paid into; nil: an account on devnet Lightning.
+	Wallet lightning.Wallet
 }
 
 // Options for a devnet.
@@ -210,8 +213,12 @@ func (d *Devnet) startProvider(ctx context.Context, s ProviderSpec) error {
 	if s.PriceSats <= 0 {
 		s.PriceSats = 10
 	}
+	var w lightning.Wallet = d.Ledger.Account("provider-" + s.Name)
+	if s.Wallet != nil {
+		w = s.Wallet
+	}
 	p, err := provider.New(provider.Config{SecretKey: nostr.GeneratePrivateKey(), Relays: []string{d.Relay.URL()},
-		Wallet: d.Ledger.Account("provider-" + s.Name), PriceMsat: s.PriceSats * 1000, Model: s.Model, ModelName: s.ModelName,
+		Wallet: w, PriceMsat: s.PriceSats * 1000, Model: s.Model, ModelName: s.ModelName,
 		Name: s.Name, OverchargeMsat: s.OverchargeMsat, Silent: s.Silent, Log: d.log.With("provider", s.Name)})
 	if err != nil {
 		return err
