@@ -34,4 +34,3 @@ func (f *Flags) RelayList() []string {
 	}
 	return out
 }
-

@@ -329,9 +329,9 @@ func (r *run) observe(trg contracts.Trigger) observation {
 		o.Text = "(a NIP-17 private message)"
 	case nipsa.KindZapReceipt:
 		o.Text = "zap received"
-		if desc := ev.Tags.GetFirst([]string{"description"}); desc != nil && len(*desc) > 1 {
+		if desc := ev.Tags.Find("description"); len(desc) > 1 {
 			var zr nostr.Event
-			if json.Unmarshal([]byte((*desc)[1]), &zr) == nil {
+			if json.Unmarshal([]byte(desc[1]), &zr) == nil {
 				o.From = zr.PubKey
 				if zr.Content != "" {
 					o.Text = "zap received: " + zr.Content
