@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip04"
+	"github.com/nbd-wtf/go-nostr/nip44"
+	"github.com/nbd-wtf/go-nostr/nip59"
 
 	"github.com/openagents/runtime/pkg/actions"
 	"github.com/openagents/runtime/pkg/compute"
@@ -46,6 +48,7 @@ type run struct {
 	state       nipsa.AgentState
 	stateRev    uint64
 	stateLoaded bool
+	stateAt     nostr.Timestamp // created_at of the state this tick read
 	balance     contracts.BalanceReply
 	obs         []observation
 	prompt      string
@@ -251,7 +254,7 @@ func (r *run) loadState(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.state, r.stateRev = st, e.Revision()
+	r.state, r.stateRev, r.stateAt = st, e.Revision(), ev.CreatedAt
 	r.stateLoaded = true
 	return nil
 }
@@ -326,7 +329,19 @@ func (r *run) observe(trg contracts.Trigger) observation {
 		}
 		o.Text = "(a DM that could not be decrypted)"
 	case nipsa.KindGiftWrap:
-		o.Text = "(a NIP-17 private message)"
+		// NIP-17: the wrap is from a throwaway key; the sender is the seal's author.
+		rumor, err := nip59.GiftUnwrap(*ev, func(other, ciphertext string) (string, error) {
+			ck, err := nip44.GenerateConversationKey(other, r.keys.sk)
+			if err != nil {
+				return "", err
+			}
+			return nip44.Decrypt(ciphertext, ck)
+		})
+		if err != nil || rumor.Kind != nipsa.KindChatMessage {
+			o.Text = "(a private message that could not be opened)"
+			return o
+		}
+		o.From, o.Text = rumor.PubKey, rumor.Content
 	case nipsa.KindZapReceipt:
 		o.Text = "zap received"
 		if desc := ev.Tags.Find("description"); len(desc) > 1 {
@@ -558,7 +573,9 @@ func (r *run) sealState(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ev.CreatedAt = nostr.Timestamp(now.Unix())
+	// Relays keep one AgentState per agent and break ties in created_at by id, so two ticks in
+	// one second could leave the older state on the relay: never reuse the previous second.
+	ev.CreatedAt = max(nostr.Timestamp(now.Unix()), r.stateAt+1)
 	signed, err := r.sign(ev)
 	if err != nil {
 		return err
@@ -575,6 +592,7 @@ func (r *run) sealState(ctx context.Context) error {
 	// Public goals follow the state.
 	if r.goalsUpd > 0 {
 		gev, err := nipsa.GoalsEvent(nipsa.PublicGoals{Goals: r.state.Goals})
+		gev.CreatedAt = signed.CreatedAt
 		if err == nil {
 			_, _ = r.sign(gev)
 		}

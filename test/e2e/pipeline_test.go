@@ -53,9 +53,9 @@ func TestPipelineAcrossProcesses(t *testing.T) {
 		"publisher": nil,
 		"payer":     {"--wallet", "devnet", "--devnet-wallet", d.WalletURL, "--hibernate-sats", "100"},
 		"scheduler": nil,
-		// Ticks of one agent at least 1.1 s apart: each state event then has its own created_at
-		// second, so the relay's copy (replaceable by (kind, pubkey, d)) is the newest.
-		"ticker": {"--kek-file", d.KEKFile, "--min-tick-interval", "1100ms", "--tick-timeout", "30s", "--buy-timeout", "15s"},
+		// No spacing between ticks: the relay's AgentState must still be the newest even when
+		// one agent ticks twice in a second (the ticker never reuses the previous created_at).
+		"ticker": {"--kek-file", d.KEKFile, "--min-tick-interval", "1ms", "--tick-timeout", "30s", "--buy-timeout", "15s"},
 	}
 	var procs []*proc
 	for _, s := range []string{"publisher", "payer", "scheduler", "ticker"} {
