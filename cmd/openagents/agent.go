@@ -94,6 +94,33 @@ func newFlagSet(env *cliEnv, name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
+// command is one invocation's positional arguments and open session.
+type command struct {
+	ctx  context.Context
+	s    *session
+	pos  []string
+	done func()
+}
+
+// begin parses args, requires at least want positional arguments (else the usage error
+// missing), and opens a session; call done when finished.
+func (c *connFlags) begin(fs *flag.FlagSet, args []string, want int, missing string, needVault bool, timeout time.Duration) (*command, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) < want {
+		return nil, fmt.Errorf("%w: %s", errUsage, missing)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	s, err := c.open(ctx, needVault)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &command{ctx: ctx, s: s, pos: pos, done: func() { s.Close(); cancel() }}, nil
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -227,16 +254,12 @@ func agentList(env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "agent list", "agent list [--json]")
 	var c connFlags
 	c.register(fs)
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := c.open(ctx, false)
+	cmd, err := c.begin(fs, args, 0, "", false, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer cmd.done()
+	ctx, s := cmd.ctx, cmd.s
 	agents, err := s.fleet.Registry.List(ctx)
 	if err != nil {
 		return err
@@ -327,29 +350,17 @@ func recentResults(ctx context.Context, a registry.Agent, limit int) []resultRow
 	return rows
 }
 
-func resolve(ctx context.Context, s *session, pos []string, what string) (registry.Agent, error) {
-	if len(pos) < 1 {
-		return registry.Agent{}, fmt.Errorf("%w: %s needs <agent> (a name, npub or hex pubkey)", errUsage, what)
-	}
-	return s.fleet.Registry.Resolve(ctx, pos[0])
-}
-
 func agentStatus(env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "agent status", "agent status <agent> [--json]")
 	var c connFlags
 	c.register(fs)
-	pos, err := parse(fs, args)
+	cmd, err := c.begin(fs, args, 1, "agent status needs <agent> (a name, npub or hex pubkey)", false, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := c.open(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	a, err := resolve(ctx, s, pos, "agent status")
+	defer cmd.done()
+	ctx, s := cmd.ctx, cmd.s
+	a, err := s.fleet.Registry.Resolve(ctx, cmd.pos[0])
 	if err != nil {
 		return err
 	}
@@ -434,21 +445,12 @@ func agentStartStop(env *cliEnv, args []string, start bool) error {
 	fs := newFlagSet(env, "agent "+verb, "agent "+verb+" <agent>")
 	var c connFlags
 	c.register(fs)
-	pos, err := parse(fs, args)
+	cmd, err := c.begin(fs, args, 1, "agent "+verb+" needs <agent>", true, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	if len(pos) < 1 {
-		return fmt.Errorf("%w: agent %s needs <agent>", errUsage, verb)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := c.open(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	a, err := s.fleet.SetActive(ctx, pos[0], start)
+	defer cmd.done()
+	a, err := cmd.s.fleet.SetActive(cmd.ctx, cmd.pos[0], start)
 	if err != nil {
 		return err
 	}
@@ -515,21 +517,13 @@ func agentKill(env *cliEnv, args []string) error {
 	c.register(fs)
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	sweep := fs.String("sweep-to", "", "pay the remaining funds to this invoice before dying")
-	pos, err := parse(fs, args)
+	cmd, err := c.begin(fs, args, 1, "agent kill needs <agent>", true, 60*time.Second)
 	if err != nil {
 		return err
 	}
-	if len(pos) < 1 {
-		return fmt.Errorf("%w: agent kill needs <agent>", errUsage)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	s, err := c.open(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	a, err := s.fleet.Registry.Resolve(ctx, pos[0])
+	defer cmd.done()
+	ctx, s := cmd.ctx, cmd.s
+	a, err := s.fleet.Registry.Resolve(ctx, cmd.pos[0])
 	if err != nil {
 		return err
 	}
@@ -565,21 +559,12 @@ func agentTrigger(env *cliEnv, args []string) error {
 	c.register(fs)
 	typ := fs.String("type", contracts.TriggerManual, "trigger type")
 	note := fs.String("note", "", "a note the agent sees as an observation")
-	pos, err := parse(fs, args)
+	cmd, err := c.begin(fs, args, 1, "agent trigger needs <agent>", false, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	if len(pos) < 1 {
-		return fmt.Errorf("%w: agent trigger needs <agent>", errUsage)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := c.open(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	a, trg, err := s.fleet.Trigger(ctx, pos[0], *typ, *note)
+	defer cmd.done()
+	a, trg, err := cmd.s.fleet.Trigger(cmd.ctx, cmd.pos[0], *typ, *note)
 	if err != nil {
 		return err
 	}

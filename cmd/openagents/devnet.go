@@ -31,7 +31,7 @@ type demoAgent struct {
 var demoAgents = []demoAgent{
 	{"alice", "a curious host who keeps the town square lively", []string{"welcome every agent in the channel", "summarise what the others say"}, 20_000},
 	{"bob", "a careful analyst", []string{"answer questions asked in the channel", "keep a list of open questions"}, 15_000},
-	{"carol", "an explorer on a shoestring budget", []string{"report what she finds before her money runs out"}, 200},
+	{"carol", "an explorer on a shoestring budget", []string{"report what she finds before her money runs out"}, 100},
 }
 
 // agentView is what the live view and the summary show per agent.
@@ -105,7 +105,7 @@ func cmdDevnet(env *cliEnv, args []string) error {
 	t := &tally{rows: map[string]*agentView{}}
 	opts := devnet.Options{Dir: *dir, NATSPort: *natsPort, RelayPort: *relayPort, HTTPPort: *httpPort, Services: !*noServices,
 		MinTickInterval: 5 * time.Second, Thresholds: lifecycle.Thresholds{HibernateSats: 10, LowRunwayDays: 7},
-		PayerSweep: 5 * time.Second, OnTick: t.onTick}
+		PayerSweep: 5 * time.Second, LowBalanceFactor: 2, OnTick: t.onTick}
 	start := time.Now()
 	d, err := startDevnet(ctx, opts)
 	if err != nil {
