@@ -269,7 +269,7 @@ func (s *session) checkAndPay(ctx context.Context, bolt11, statedMsat, statedHas
 	}
 	// Recorded before paying, so a failed or unknown payment can be reconciled by hash.
 	s.res.PaymentHash, s.res.CostMsat = d.PaymentHash, d.AmountMsat
-	if _, err := s.pay(context.WithoutCancel(ctx), bolt11, d.AmountMsat); err != nil {
+	if _, err := s.pay(withChecked(context.WithoutCancel(ctx), bolt11, d), bolt11, d.AmountMsat); err != nil {
 		return fmt.Errorf("%w: %d msat to %s (payment hash %s): %w", ErrPayFailed, d.AmountMsat, short(s.p.Pubkey), d.PaymentHash, err)
 	}
 	s.paid = true
@@ -343,4 +343,26 @@ func clipMsg(s string) string {
 		return s[:200] + "..."
 	}
 	return s
+}
+
+type checkedKey struct{}
+
+type checked struct {
+	bolt11 string
+	d      invoice.Decoded
+}
+
+func withChecked(ctx context.Context, bolt11 string, d invoice.Decoded) context.Context {
+	return context.WithValue(ctx, checkedKey{}, checked{bolt11, d})
+}
+
+// CheckedInvoice returns the invoice the buyer decoded and checked before calling its Pay
+// function with ctx, if bolt11 is that invoice, so the Pay function (in the same process) need
+// not decode it again. The payer still decodes and validates every invoice on its own.
+func CheckedInvoice(ctx context.Context, bolt11 string) (invoice.Decoded, bool) {
+	c, ok := ctx.Value(checkedKey{}).(checked)
+	if !ok || c.bolt11 != bolt11 {
+		return invoice.Decoded{}, false
+	}
+	return c.d, true
 }

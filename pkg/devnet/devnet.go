@@ -98,6 +98,7 @@ type Devnet struct {
 	httpSrv *http.Server
 	// front (scheduler, ticker) stops before back (payer, publisher, providers), so a tick in
 	// flight at shutdown can still pay, buy and publish.
+	runCtx              context.Context
 	cancelFront, cancel context.CancelFunc
 	front, wg           sync.WaitGroup
 	errs                chan error
@@ -149,7 +150,7 @@ func Start(ctx context.Context, o Options) (d *Devnet, err error) {
 	d.Fleet.Relays = []string{d.Relay.URL()}
 
 	runCtx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
+	d.runCtx, d.cancel = runCtx, cancel
 	specs := o.Providers
 	if specs == nil {
 		specs = []ProviderSpec{{Name: "reference", PriceSats: 10}}
@@ -202,6 +203,9 @@ func (d *Devnet) serveHTTP(port int) error {
 	go d.httpSrv.Serve(ln)
 	return nil
 }
+
+// AddProvider starts one more reference provider and waits for its announcement.
+func (d *Devnet) AddProvider(s ProviderSpec) error { return d.startProvider(d.runCtx, s) }
 
 func (d *Devnet) startProvider(ctx context.Context, s ProviderSpec) error {
 	if s.Model == nil {

@@ -106,7 +106,9 @@ func TestDeliverRecordAndRetry(t *testing.T) {
 	default:
 	}
 
-	// A forged event is terminated and recorded, never delivered.
+	// A forged event is terminated and recorded, never delivered. Tampering breaks the id, which
+	// the publisher checks; it leaves signatures to the relays, which verify every event (a
+	// bad signature alone becomes a failed delivery after the retries).
 	forged := ev
 	forged.Content = "tampered"
 	b, _ := json.Marshal(contracts.PublishRequest{Event: forged})
