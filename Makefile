@@ -15,13 +15,19 @@ RACE_PKGS := $(addprefix ./pkg/,payer devln invoice budget lifecycle trigger act
 run: build ## start the devnet with three agents and a live view (Ctrl-C stops)
 	$(BIN)/openagents devnet
 
-build: ## build the CLI and the four services into bin/
+# Build tags. `make build TAGS=libsecp256k1` links the C libsecp256k1 that go-nostr vendors
+# (cgo; gcc needed) for 2-4x faster Schnorr signing and verification: the 200-agent bench went
+# from ~135 to ~188 ticks/s and 14.4 to 10.3 ms CPU per tick. Default off: the pure-Go build.
+TAGS ?=
+GOBUILD = $(GO) build $(if $(TAGS),-tags '$(TAGS)')
+
+build: ## build the CLI and the four services into bin/ (TAGS=libsecp256k1 for cgo signatures)
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/openagents ./cmd/openagents
-	$(GO) build -o $(BIN)/scheduler ./services/scheduler
-	$(GO) build -o $(BIN)/ticker ./services/ticker
-	$(GO) build -o $(BIN)/payer ./services/payer
-	$(GO) build -o $(BIN)/publisher ./services/publisher
+	$(GOBUILD) -o $(BIN)/openagents ./cmd/openagents
+	$(GOBUILD) -o $(BIN)/scheduler ./services/scheduler
+	$(GOBUILD) -o $(BIN)/ticker ./services/ticker
+	$(GOBUILD) -o $(BIN)/payer ./services/payer
+	$(GOBUILD) -o $(BIN)/publisher ./services/publisher
 
 test: build test-deps test-unit test-race test-fuzz ## everything CI runs
 
