@@ -93,7 +93,7 @@ func New(cfg Config) (*Wallet, error) {
 	}
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.TLSCertPath != "" {
-		tlsConf, err = pinnedTLS(cfg.TLSCertPath)
+		tlsConf, err = PinnedTLS(cfg.TLSCertPath)
 		if err != nil {
 			return nil, err
 		}
@@ -136,10 +136,10 @@ func netParams(network string) (*chaincfg.Params, error) {
 	return nil, fmt.Errorf("lnd: network %q: want mainnet, testnet, signet or regtest", network)
 }
 
-// pinnedTLS accepts exactly the certificate in path. lnd's self-signed certificate names
+// PinnedTLS accepts exactly the certificate in path. lnd's self-signed certificate names
 // localhost and the node's own IPs, so verifying host names would break behind any other
 // name; comparing the whole certificate is stricter than a CA check and independent of names.
-func pinnedTLS(path string) (*tls.Config, error) {
+func PinnedTLS(path string) (*tls.Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("lnd: read TLS cert: %w", err)

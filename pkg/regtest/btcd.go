@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"github.com/openagents/runtime/pkg/lnd"
 )
 
 // btcd is the regtest chain backend and its JSON-RPC client. btcd has no wallet: it mines to
@@ -57,7 +59,7 @@ func startBtcd(ctx context.Context, bin, dir string, port int, miningAddr string
 	b.proc = p
 	// btcd writes its self-signed RPC certificate at start-up; pin it once it is complete.
 	err = poll(ctx, "btcd RPC", p, func() error {
-		tlsConf, err := pinnedTLS(b.certPath)
+		tlsConf, err := lnd.PinnedTLS(b.certPath)
 		if err != nil {
 			return err
 		}

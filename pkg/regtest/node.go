@@ -3,11 +3,8 @@ package regtest
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/openagents/runtime/pkg/lnd"
 )
 
 // Node is one running lnd. The three paths and the URL are what a REST client needs.
@@ -71,7 +70,7 @@ func startLnd(bin, dir, name string, ports [3]int, b *btcd, passwordFile string)
 // connect waits for tls.cert and pins it. lnd writes the certificate before it listens.
 func (n *Node) connect(ctx context.Context) error {
 	return poll(ctx, n.Name+" tls.cert", n.proc, func() error {
-		tlsConf, err := pinnedTLS(n.TLSCertPath)
+		tlsConf, err := lnd.PinnedTLS(n.TLSCertPath)
 		if err != nil {
 			return err
 		}
@@ -156,33 +155,6 @@ func (n *Node) rest(ctx context.Context, method, path string, in, out any) error
 		return nil
 	}
 	return json.Unmarshal(raw, out)
-}
-
-// pinnedTLS trusts exactly the certificate in path, whatever names it carries.
-func pinnedTLS(path string) (*tls.Config, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block yet", path)
-	}
-	pinned, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// Verification is not skipped: VerifyConnection below replaces it with the pin.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, pinned.Raw) {
-				return errors.New("server certificate does not match the pinned one")
-			}
-			return nil
-		},
-	}, nil
 }
 
 // poll retries f every 50 ms until it succeeds, ctx ends or p exits. The timeout error names
