@@ -58,6 +58,7 @@ type Wallet struct {
 	feeLimit   int64
 	hc         *http.Client
 	log        *slog.Logger
+	hub        settleHub
 }
 
 var _ lightning.Wallet = (*Wallet)(nil)
