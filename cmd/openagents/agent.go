@@ -184,6 +184,9 @@ func agentSpawn(env *cliEnv, args []string) error {
 	if *caps != "" {
 		capList = strings.Split(*caps, ",")
 	}
+	if len(relays) == 0 && len(s.fleet.Relays) == 0 {
+		fmt.Fprintln(env.stderr, "openagents: warning: no relays (--relay or OPENAGENTS_RELAYS): the agent's events go to the publisher's default relays")
+	}
 	sp, err := s.fleet.Spawn(ctx, fleet.SpawnOptions{Name: *name, About: *about, Capabilities: capList, HeartbeatSeconds: *heartbeat,
 		Relays: relays, Goals: goals, Channels: channels, Mnemonic: words, BootstrapSats: *bootstrap, Limits: limits})
 	if err != nil && sp.Agent.Pubkey == "" {
@@ -313,7 +316,7 @@ type tickStat struct{ count, last int64 }
 // tickStats reads the tick count and last tick from the operational state copy (sealed, so
 // only with the KEK) or counts TickResults on relays otherwise.
 func tickStats(ctx context.Context, s *session, a registry.Agent) (tickStat, bool) {
-	results := recentResults(ctx, a, 500)
+	results := recentResults(ctx, s, a, 500)
 	if len(results) == 0 {
 		return tickStat{}, false
 	}
@@ -329,8 +332,14 @@ type resultRow struct {
 	At       int64  `json:"at"`
 }
 
-func recentResults(ctx context.Context, a registry.Agent, limit int) []resultRow {
-	if len(a.Relays) == 0 {
+// recentResults reads the agent's latest TickResults from its relays (the fleet's default
+// relays for an agent registered without any).
+func recentResults(ctx context.Context, s *session, a registry.Agent, limit int) []resultRow {
+	relays := a.Relays
+	if len(relays) == 0 {
+		relays = s.fleet.Relays
+	}
+	if len(relays) == 0 {
 		return nil
 	}
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -338,7 +347,7 @@ func recentResults(ctx context.Context, a registry.Agent, limit int) []resultRow
 	pool := nostr.NewSimplePool(qctx)
 	defer pool.Close("done")
 	var rows []resultRow
-	for re := range pool.FetchMany(qctx, a.Relays, nostr.Filter{Kinds: []int{nipsa.KindTickResult}, Authors: []string{a.Pubkey}, Limit: limit}) {
+	for re := range pool.FetchMany(qctx, relays, nostr.Filter{Kinds: []int{nipsa.KindTickResult}, Authors: []string{a.Pubkey}, Limit: limit}) {
 		tr, err := nipsa.ParseTickResult(re.Event)
 		if err != nil {
 			continue
@@ -365,7 +374,7 @@ func agentStatus(env *cliEnv, args []string) error {
 		return err
 	}
 	bal, berr := s.fleet.Pay.Balance(ctx, a.Pubkey)
-	results := recentResults(ctx, a, 10)
+	results := recentResults(ctx, s, a, 10)
 	if results == nil {
 		results = []resultRow{}
 	}

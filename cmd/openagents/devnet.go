@@ -121,8 +121,8 @@ func cmdDevnet(env *cliEnv, args []string) error {
 		fmt.Fprintf(env.stdout, "  NATS:    %s      watch: nats -s %s sub 'sa.>'\n", endpoints["nats"], endpoints["nats"])
 		fmt.Fprintf(env.stdout, "  relay:   %s      any Nostr client can read it\n", endpoints["relay"])
 		fmt.Fprintf(env.stdout, "  metrics: %s\n", endpoints["metrics"])
-		fmt.Fprintf(env.stdout, "  CLI:     NATS_URL=%s OPENAGENTS_KEK_FILE=%s OPENAGENTS_DEVNET_WALLET=%s openagents agent list\n\n",
-			endpoints["nats"], endpoints["kek_file"], endpoints["devnet_wallet"])
+		fmt.Fprintf(env.stdout, "  CLI:     export NATS_URL=%s OPENAGENTS_KEK_FILE=%s OPENAGENTS_DEVNET_WALLET=%s OPENAGENTS_RELAYS=%s\n           openagents agent list\n\n",
+			endpoints["nats"], endpoints["kek_file"], endpoints["devnet_wallet"], endpoints["relay"])
 	}
 	if !*noAgents {
 		if err := spawnDemo(ctx, d, t, *heartbeat); err != nil {

@@ -16,6 +16,10 @@ import (
 // one replica (the Nats-Msg-Id would collapse duplicates anyway).
 const consumerFunded = "scheduler_funded"
 
+// fundedMaxDeliver is the consumer's MaxDeliver: a notice whose trigger still cannot be
+// published on its last delivery goes to the retry queue.
+const fundedMaxDeliver = 10
+
 // fundedConsumer creates (or finds) the durable consumer; Run does it before Ready so a notice
 // published after Ready is never missed by DeliverNew.
 func (s *Scheduler) fundedConsumer(ctx context.Context) (jetstream.Consumer, error) {
@@ -26,7 +30,7 @@ func (s *Scheduler) fundedConsumer(ctx context.Context) (jetstream.Consumer, err
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
-		MaxDeliver:    10,
+		MaxDeliver:    fundedMaxDeliver,
 	})
 }
 
@@ -75,9 +79,29 @@ func (s *Scheduler) onFunded(ctx context.Context, msg jetstream.Msg) {
 	t := contracts.Trigger{ID: fundedID(f.PaymentHash), Type: contracts.TriggerFunded, At: at,
 		Note: "funded " + itoa(f.AmountSats) + " sats"}
 	if err := s.publish(ctx, agent, t, SourceFunded); err != nil {
-		s.log.Warn("funded trigger not published", "agent", agent, "err", err)
-		_ = msg.NakWithDelay(time.Second)
+		// The notice stays in SA_EVENTS and is redelivered with backoff, which survives a
+		// restart; on its last delivery the trigger moves to the in-memory retry queue.
+		var n uint64
+		if md, err := msg.Metadata(); err == nil {
+			n = md.NumDelivered
+		}
+		if n >= fundedMaxDeliver && s.retry.add(newRetryItem(agent, t, SourceFunded, nil, nil)) {
+			s.log.Warn("funded trigger not published; queued for retry", "agent", agent, "err", err)
+			_ = msg.Ack()
+			return
+		}
+		s.log.Warn("funded trigger not published; notice redelivered", "agent", agent, "delivery", n, "err", err)
+		_ = msg.NakWithDelay(fundedRedeliveryDelay(n))
 		return
 	}
 	_ = msg.Ack()
+}
+
+// fundedRedeliveryDelay doubles from 1s per delivery, up to 30s: the first nine deliveries
+// span about two and a half minutes of publish failures.
+func fundedRedeliveryDelay(delivered uint64) time.Duration {
+	if delivered < 1 {
+		delivered = 1
+	}
+	return min(time.Second<<min(delivered-1, 5), 30*time.Second)
 }

@@ -106,12 +106,15 @@ type beats struct {
 	*loop
 	ready        atomic.Bool
 	firedThrough atomic.Int64 // unix ms; 0 until ready
-	pinned       atomic.Int64 // unix ms below which a publish failed; 0: none
+	pinned       atomic.Int64 // unix ms below which a publish failed and was dropped; 0: none
 	flushed      int64
+
+	pmu     sync.Mutex
+	pending pins // due times (unix ms) of heartbeats in the retry queue
 }
 
 func newBeats(s *Scheduler) *beats {
-	b := &beats{s: s}
+	b := &beats{s: s, pending: pins{}}
 	b.loop = newLoop(0, s.cfg.Now, b.publish)
 	b.passed = func(nowMs int64) {
 		// Before the registry is read in full the wheel is incomplete: advancing the mark
@@ -164,10 +167,14 @@ func (b *beats) flushLoop(ctx context.Context) {
 }
 
 func (b *beats) flushMark(ctx context.Context) {
+	// firedThrough first: every heartbeat that failed at or before it is already pending.
 	v := b.firedThrough.Load()
 	if p := b.pinned.Load(); p > 0 && p < v {
 		v = p
 	}
+	b.pmu.Lock()
+	v = b.pending.below(v)
+	b.pmu.Unlock()
 	if v <= 0 || v <= b.flushed {
 		return
 	}
@@ -183,10 +190,15 @@ func (b *beats) flushMark(ctx context.Context) {
 
 // publish sends one trigger per due heartbeat, asynchronously, and waits for the acks. The
 // Nats-Msg-Id (agent and slot) is what makes replicas safe: each publishes, JetStream keeps one.
+// A heartbeat that is not stored goes to the retry queue, and holds the mark below its slot
+// until it is.
 func (b *beats) publish(ctx context.Context, now time.Time, due []Due) {
 	s := b.s
 	type sent struct {
 		f     jetstream.PubAckFuture
+		agent string
+		t     contracts.Trigger
+		data  []byte
 		dueMs int64
 	}
 	futures := make([]sent, 0, len(due))
@@ -200,32 +212,60 @@ func (b *beats) publish(ctx context.Context, now time.Time, due []Due) {
 		msg := &nats.Msg{Subject: contracts.TriggerSubject(agent), Data: data, Header: nats.Header{}}
 		f, err := s.cfg.JS.PublishMsgAsync(msg, jetstream.WithMsgID(msgID(agent, t.ID)))
 		if err != nil {
-			b.failed(d.DueMs, agent, err)
+			b.failed(agent, t, data, d.DueMs, err)
 			continue
 		}
-		futures = append(futures, sent{f, d.DueMs})
-		s.m.triggers.WithLabelValues(contracts.TriggerHeartbeat, SourceHeartbeat).Inc()
-		s.m.lag.Observe(float64(now.UnixMilli()-d.DueMs) / 1000)
+		futures = append(futures, sent{f, agent, t, data, d.DueMs})
 	}
 	timeout := time.NewTimer(10 * time.Second)
 	defer timeout.Stop()
-	for _, x := range futures {
+	expired := false
+	for i, x := range futures {
+		if expired {
+			b.failed(x.agent, x.t, x.data, x.dueMs, errors.New("no ack within 10s"))
+			continue
+		}
 		select {
 		case <-x.f.Ok():
+			// Counted once acked (a retried heartbeat is counted by the retry instead).
+			s.m.triggers.WithLabelValues(contracts.TriggerHeartbeat, SourceHeartbeat).Inc()
+			s.m.lag.Observe(float64(now.UnixMilli()-x.dueMs) / 1000)
 		case err := <-x.f.Err():
-			b.failed(x.dueMs, "", err)
+			b.failed(x.agent, x.t, x.data, x.dueMs, err)
 		case <-timeout.C:
-			b.failed(x.dueMs, "", errors.New("no ack within 10s"))
+			expired = true
+			b.failed(x.agent, x.t, x.data, x.dueMs, errors.New("no ack within 10s"))
 		case <-ctx.Done():
-			b.failed(x.dueMs, "", ctx.Err())
+			// Stopping: whatever is unconfirmed is pinned, so the last mark stays below it and
+			// the next start fires the slot again (the dedupe absorbs it if it did go out).
+			for _, y := range futures[i:] {
+				b.failed(y.agent, y.t, y.data, y.dueMs, ctx.Err())
+			}
 			return
 		}
 	}
 }
 
-// failed pins the mark below a heartbeat that was not published, so the next start fires
-// that agent's current slot again instead of assuming it went out.
-func (b *beats) failed(dueMs int64, agent string, err error) {
+// failed pins the mark below a heartbeat that was not stored and queues it for retry; the pin
+// is released once the retry stores it. If the queue is full the pin stays for the rest of the
+// process, so the next start fires that agent's current slot instead of assuming it went out.
+func (b *beats) failed(agent string, t contracts.Trigger, data []byte, dueMs int64, err error) {
+	b.s.log.Warn("heartbeat not published; will retry", "agent", agent, "due", dueMs, "err", err)
+	b.pmu.Lock()
+	b.pending.add(dueMs)
+	b.pmu.Unlock()
+	it := newRetryItem(agent, t, SourceHeartbeat, data, func() {
+		b.pmu.Lock()
+		b.pending.release(dueMs)
+		b.pmu.Unlock()
+	})
+	it.dueMs = dueMs
+	if b.s.retry.add(it) {
+		return
+	}
+	b.pmu.Lock()
+	b.pending.release(dueMs)
+	b.pmu.Unlock()
 	for {
 		p := b.pinned.Load()
 		if p > 0 && p <= dueMs-1 {
@@ -235,7 +275,6 @@ func (b *beats) failed(dueMs int64, agent string, err error) {
 			break
 		}
 	}
-	b.s.log.Warn("heartbeat not published", "agent", agent, "due", dueMs, "err", err)
 }
 
 // kvMax raises key to v unless it already holds a larger value; replicas share the key, and a

@@ -19,6 +19,8 @@ const (
 	DropInvalidZap    = "invalid_zap"
 	DropSelf          = "self"
 	DropNotSubscribed = "not_subscribed"
+	// DropPublishFailed: the trigger's publish failed and the retry queue was full.
+	DropPublishFailed = "publish_failed"
 )
 
 type metrics struct {
@@ -41,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sa_scheduler_relay_connected", Help: "1 while the scheduler holds its subscriptions on the relay.",
 		}, []string{"relay"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sa_scheduler_events_dropped_total", Help: "Relay events that did not become a trigger, by reason.",
+			Name: "sa_scheduler_events_dropped_total", Help: "Relay events that did not become a trigger, and triggers dropped because their publish failed with the retry queue full, by reason.",
 		}, []string{"reason"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "sa_scheduler_heartbeat_lag_seconds", Help: "Heartbeat publish time minus its slot's due time.",
@@ -55,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, st := range lifecycle.All {
 		m.agents.WithLabelValues(string(st))
 	}
-	for _, r := range []string{DropBadSignature, DropInvalidZap, DropSelf, DropNotSubscribed} {
+	for _, r := range []string{DropBadSignature, DropInvalidZap, DropSelf, DropNotSubscribed, DropPublishFailed} {
 		m.dropped.WithLabelValues(r)
 	}
 	return m

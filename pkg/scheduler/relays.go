@@ -47,7 +47,8 @@ type relayManager struct {
 // cursor is a relay's since-cursor: created_at (unix s) of the newest event processed.
 type cursor struct {
 	at      int64
-	pinned  int64 // an event at pinned+1 failed to publish: do not persist past it
+	pending pins  // created_at of events whose triggers wait in the retry queue
+	pinned  int64 // an event at pinned+1 failed to publish and was dropped: do not persist past it
 	flushed int64
 	loaded  bool
 }
@@ -279,7 +280,6 @@ func (m *relayManager) handle(ctx context.Context, url string, ev *nostr.Event) 
 		s.m.dropped.WithLabelValues(DropBadSignature).Inc()
 		return
 	}
-	ok := true
 	for _, r := range s.route(ev) {
 		if r.drop != "" {
 			s.m.dropped.WithLabelValues(r.drop).Inc()
@@ -287,11 +287,44 @@ func (m *relayManager) handle(ctx context.Context, url string, ev *nostr.Event) 
 		}
 		t := contracts.Trigger{ID: eventTriggerID(ev.ID), Type: r.typ, At: s.cfg.Now().Unix(), Event: ev}
 		if err := s.publish(ctx, r.agent, t, SourceRelay); err != nil {
-			s.log.Warn("relay trigger not published", "agent", r.agent, "event", ev.ID, "err", err)
-			ok = false
+			s.log.Warn("relay trigger not published; will retry", "agent", r.agent, "event", ev.ID, "err", err)
+			m.retry(url, int64(ev.CreatedAt), r.agent, t)
 		}
 	}
-	m.advance(url, int64(ev.CreatedAt), ok)
+	m.advance(url, int64(ev.CreatedAt))
+}
+
+// retry pins the relay's cursor below an event whose trigger was not stored and queues the
+// trigger for retry; the pin is released once the retry stores it. If the queue is full the pin
+// stays for the rest of the process, so the next start reads the event again.
+func (m *relayManager) retry(url string, createdAt int64, agent string, t contracts.Trigger) {
+	createdAt = min(createdAt, m.s.cfg.Now().Unix())
+	m.mu.Lock()
+	c := m.cursor(url)
+	c.pending.add(createdAt)
+	m.mu.Unlock()
+	if m.s.retry.add(newRetryItem(agent, t, SourceRelay, nil, func() {
+		m.mu.Lock()
+		c.pending.release(createdAt)
+		m.mu.Unlock()
+	})) {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c.pending.release(createdAt)
+	if c.pinned == 0 || createdAt-1 < c.pinned {
+		c.pinned = createdAt - 1
+	}
+}
+
+func (m *relayManager) cursor(url string) *cursor {
+	c := m.cursors[url]
+	if c == nil {
+		c = &cursor{pending: pins{}}
+		m.cursors[url] = c
+	}
+	return c
 }
 
 type routed struct {
@@ -369,11 +402,7 @@ func cursorKey(url string) string {
 // seen, now minus the overlap (a new scheduler does not replay a relay's whole history).
 func (m *relayManager) since(ctx context.Context, url string) int64 {
 	m.mu.Lock()
-	c := m.cursors[url]
-	if c == nil {
-		c = &cursor{}
-		m.cursors[url] = c
-	}
+	c := m.cursor(url)
 	loaded := c.loaded
 	m.mu.Unlock()
 	if !loaded {
@@ -400,18 +429,11 @@ func (m *relayManager) since(ctx context.Context, url string) int64 {
 
 // advance moves the cursor to an event just processed. created_at is the author's claim:
 // clamped to now, or one event dated next year would make every restart skip a year.
-func (m *relayManager) advance(url string, createdAt int64, ok bool) {
+func (m *relayManager) advance(url string, createdAt int64) {
 	createdAt = min(createdAt, m.s.cfg.Now().Unix())
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := m.cursors[url]
-	if c == nil {
-		c = &cursor{}
-		m.cursors[url] = c
-	}
-	if !ok && (c.pinned == 0 || createdAt-1 < c.pinned) {
-		c.pinned = createdAt - 1
-	}
+	c := m.cursor(url)
 	c.at = max(c.at, createdAt)
 }
 
@@ -427,6 +449,7 @@ func (m *relayManager) flushCursors(ctx context.Context) {
 		if c.pinned > 0 && c.pinned < v {
 			v = c.pinned
 		}
+		v = c.pending.below(v)
 		if v > c.flushed {
 			todo = append(todo, w{u, v})
 		}

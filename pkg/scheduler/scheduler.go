@@ -60,6 +60,10 @@ type Config struct {
 	// reached a relay late are not missed; the Nats-Msg-Id dedupe makes the repeats harmless.
 	// Default 60s.
 	CursorOverlap time.Duration
+	// RetryQueueMax bounds the triggers held for retry after a failed publish (NATS or
+	// JetStream unavailable); one that does not fit is counted in
+	// sa_scheduler_events_dropped_total{reason="publish_failed"}. Default DefaultRetryQueueMax.
+	RetryQueueMax int
 }
 
 // Scheduler is one replica. Start any number against one NATS.
@@ -77,6 +81,7 @@ type Scheduler struct {
 
 	hb     *beats
 	relays *relayManager
+	retry  *retryQueue
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -116,6 +121,9 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.CursorOverlap <= 0 {
 		cfg.CursorOverlap = time.Minute
 	}
+	if cfg.RetryQueueMax <= 0 {
+		cfg.RetryQueueMax = DefaultRetryQueueMax
+	}
 	s := &Scheduler{
 		cfg:    cfg,
 		log:    cfg.Log.With("component", "scheduler"),
@@ -126,6 +134,7 @@ func New(cfg Config) (*Scheduler, error) {
 		counts: map[string]int{},
 		ready:  make(chan struct{}),
 	}
+	s.retry = newRetryQueue(s, cfg.RetryQueueMax)
 	s.hb = newBeats(s)
 	s.relays = newRelayManager(s)
 	return s, nil
@@ -158,6 +167,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	start(s.hb.run)
+	start(s.retry.run)
 	start(s.hb.flushLoop)
 	start(s.relays.run)
 	start(func(ctx context.Context) { s.watch(ctx, mark) })
