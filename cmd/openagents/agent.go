@@ -184,13 +184,13 @@ func agentSpawn(env *cliEnv, args []string) error {
 	if *caps != "" {
 		capList = strings.Split(*caps, ",")
 	}
-	if len(relays) == 0 && len(s.fleet.Relays) == 0 {
-		fmt.Fprintln(env.stderr, "openagents: warning: no relays (--relay or OPENAGENTS_RELAYS): the agent's events go to the publisher's default relays")
-	}
 	sp, err := s.fleet.Spawn(ctx, fleet.SpawnOptions{Name: *name, About: *about, Capabilities: capList, HeartbeatSeconds: *heartbeat,
 		Relays: relays, Goals: goals, Channels: channels, Mnemonic: words, BootstrapSats: *bootstrap, Limits: limits})
 	if err != nil && sp.Agent.Pubkey == "" {
 		return err
+	}
+	if len(sp.Agent.Relays) == 0 {
+		fmt.Fprintln(env.stderr, "openagents: warning: no relays (--relay or OPENAGENTS_RELAYS): the agent's events go to the publisher's default relays")
 	}
 	out := map[string]any{"name": sp.Agent.Name, "npub": sp.Agent.Npub, "pubkey": sp.Agent.Pubkey,
 		"wallet_address": sp.WalletAddress, "funding_invoice": sp.FundingInvoice, "lifecycle": sp.Agent.Lifecycle}

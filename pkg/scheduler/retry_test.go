@@ -111,7 +111,7 @@ func TestFailedPublishesAreRetried(t *testing.T) {
 		}
 		return out
 	}
-	before := send("before", nostr.Now()-5)
+	before := send("before", nostr.Now())
 	await(t, 10*time.Second, "trigger and cursor of the event before the outage", func() bool {
 		return events()[before.ID] == 1 && readCursor(t, e, url) >= int64(before.CreatedAt)
 	})
@@ -119,6 +119,7 @@ func TestFailedPublishesAreRetried(t *testing.T) {
 
 	resume := e.pauseTriggers(t)
 	outageFrom := time.Now().UnixMilli()
+	await(t, 5*time.Second, "clock past the first event", func() bool { return nostr.Now() > before.CreatedAt })
 	during := send("during", nostr.Now())
 	// Two heartbeat slots and the relay event fail and wait for a retry.
 	await(t, 10*time.Second, "failed publishes queued", func() bool { return r.retry.Len() >= 3 })
