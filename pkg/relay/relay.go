@@ -38,6 +38,37 @@ type Relay struct {
 	srv   *http.Server
 	seed  maphash.Seed
 	locks [64]sync.Mutex // replace locks, sharded by address key
+
+	// Store operations in flight. Close waits for them: khatru keeps serving hijacked
+	// websocket connections after the HTTP server shuts down, and a query running on a closed
+	// badger store panics.
+	guard    sync.RWMutex
+	closed   bool
+	inflight sync.WaitGroup
+}
+
+var errClosed = errors.New("relay: closing")
+
+// enter registers a store operation; false once the relay is closing.
+func (r *Relay) enter() bool {
+	r.guard.RLock()
+	defer r.guard.RUnlock()
+	if r.closed {
+		return false
+	}
+	r.inflight.Add(1)
+	return true
+}
+
+// guarded wraps a store hook so it runs only while the store is open.
+func guarded[T any](r *Relay, fn func(context.Context, T) error) func(context.Context, T) error {
+	return func(ctx context.Context, v T) error {
+		if !r.enter() {
+			return errClosed
+		}
+		defer r.inflight.Done()
+		return fn(ctx, v)
+	}
 }
 
 // Start opens the store and starts serving. Stop it with Close.
@@ -68,11 +99,17 @@ func Start(o Options) (*Relay, error) {
 	}
 	r.Info.Name = o.Name
 	r.Info.Description = "embedded relay (khatru + badger)"
-	r.StoreEvent = append(r.StoreEvent, store.SaveEvent)
-	r.DeleteEvent = append(r.DeleteEvent, store.DeleteEvent)
-	r.ReplaceEvent = append(r.ReplaceEvent, r.replaceExact)
+	r.StoreEvent = append(r.StoreEvent, guarded(r, store.SaveEvent))
+	r.DeleteEvent = append(r.DeleteEvent, guarded(r, store.DeleteEvent))
+	r.ReplaceEvent = append(r.ReplaceEvent, guarded(r, r.replaceExact))
 	r.QueryEvents = append(r.QueryEvents, r.queryExact)
-	r.CountEvents = append(r.CountEvents, store.CountEvents)
+	r.CountEvents = append(r.CountEvents, func(ctx context.Context, f nostr.Filter) (int64, error) {
+		if !r.enter() {
+			return 0, errClosed
+		}
+		defer r.inflight.Done()
+		return store.CountEvents(ctx, f)
+	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(o.Host, strconv.Itoa(o.Port)))
 	if err != nil {
@@ -96,6 +133,17 @@ func (r *Relay) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_ = r.srv.Shutdown(ctx)
+	r.guard.Lock()
+	r.closed = true
+	r.guard.Unlock()
+	done := make(chan struct{})
+	go func() { r.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// A client that stopped reading holds a query open; badger's own close waits for
+		// running transactions, which is the best left to do.
+	}
 	r.store.Close()
 	return nil
 }
@@ -103,12 +151,18 @@ func (r *Relay) Close() error {
 // queryExact re-checks every stored result against the filter: badger's tag index matches by
 // prefix, so #d=["s:10"] would otherwise also return "s:100".
 func (r *Relay) queryExact(ctx context.Context, f nostr.Filter) (chan *nostr.Event, error) {
+	if !r.enter() {
+		return nil, errClosed
+	}
 	in, err := r.store.QueryEvents(ctx, f)
 	if err != nil {
+		r.inflight.Done()
 		return nil, err
 	}
 	out := make(chan *nostr.Event)
 	go func() {
+		// The store's query goroutine runs until in is closed: only then is it done.
+		defer r.inflight.Done()
 		defer close(out)
 		for ev := range in {
 			if !f.Matches(ev) {

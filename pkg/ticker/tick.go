@@ -119,7 +119,7 @@ func (t *Ticker) tick(parent context.Context, a registry.Agent, triggers []contr
 		err := s.fn(ctx)
 		t.m.steps.WithLabelValues(s.name).Observe(time.Since(begin).Seconds())
 		if err != nil {
-			if finalStep(s.name) && s.name == "durable" {
+			if s.name == "durable" {
 				t.cfg.Log.Warn("tick result not durable; triggers stay in the inbox", "agent", a.Name, "tick", r.tickID, "err", err)
 				return tickOutcome{}
 			}
@@ -663,6 +663,10 @@ func (r *run) publishResult(ctx context.Context) error {
 // (13) Durable: every event of the tick is stored in SA_PUBLISH (the publisher delivers it
 // with retries) before the triggers are acked.
 func (r *run) awaitDurable(ctx context.Context) error {
+	if r.resultID == "" {
+		// Every accepted trigger must end in a TickResult: without one, nothing is acked.
+		return errors.New("no TickResult was built")
+	}
 	// A tick that timed out still gets a little time to record its result.
 	wctx := ctx
 	if ctx.Err() != nil {
