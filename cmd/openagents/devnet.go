@@ -15,6 +15,7 @@ import (
 	"github.com/openagents/runtime/pkg/devnet"
 	"github.com/openagents/runtime/pkg/fleet"
 	"github.com/openagents/runtime/pkg/lifecycle"
+	"github.com/openagents/runtime/pkg/model"
 	"github.com/openagents/runtime/pkg/nipsa"
 	"github.com/openagents/runtime/pkg/ticker"
 )
@@ -92,6 +93,9 @@ func cmdDevnet(env *cliEnv, args []string) error {
 	noServices := fs.Bool("no-services", false, "do not run the four services in this process (run them as separate processes)")
 	dir := fs.String("dir", "", "state directory (default: a temp dir removed at exit)")
 	quiet := fs.Bool("quiet", false, "no live view")
+	llmURL := fs.String("llm-url", os.Getenv("OPENAGENTS_LLM_URL"), "the provider's model: an OpenAI-compatible chat-completions base URL, e.g. http://127.0.0.1:11434/v1 for Ollama (env OPENAGENTS_LLM_URL; default: the built-in deterministic model); the key comes from OPENAGENTS_LLM_API_KEY")
+	llmModel := fs.String("llm-model", envOr("OPENAGENTS_LLM_MODEL", "llama3.2"), "model name for --llm-url (env OPENAGENTS_LLM_MODEL)")
+	price := fs.Int64("price", 10, "the reference provider's price per request, in sats")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -106,6 +110,16 @@ func cmdDevnet(env *cliEnv, args []string) error {
 	opts := devnet.Options{Dir: *dir, NATSPort: *natsPort, RelayPort: *relayPort, HTTPPort: *httpPort, Services: !*noServices,
 		MinTickInterval: 5 * time.Second, Thresholds: lifecycle.Thresholds{HibernateSats: 10, LowRunwayDays: 7},
 		PayerSweep: 5 * time.Second, LowBalanceFactor: 2, OnTick: t.onTick}
+	spec := devnet.ProviderSpec{Name: "reference", PriceSats: *price}
+	if *llmURL != "" {
+		m, err := model.NewOpenAI(model.Config{BaseURL: *llmURL, Model: *llmModel, APIKey: os.Getenv("OPENAGENTS_LLM_API_KEY"), Timeout: 60 * time.Second})
+		if err != nil {
+			return err
+		}
+		spec.Model, spec.ModelName = m, *llmModel
+		opts.BuyTimeout, opts.TickTimeout = 90*time.Second, 120*time.Second
+	}
+	opts.Providers = []devnet.ProviderSpec{spec}
 	start := time.Now()
 	d, err := startDevnet(ctx, opts)
 	if err != nil {
@@ -229,4 +243,11 @@ func drawLive(w io.Writer, rows []agentView, up time.Duration, prev int) int {
 	}
 	fmt.Fprintf(w, "up %s — Ctrl-C stops\n", up.Round(time.Second))
 	return printTable(w, rows) + 1
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }
