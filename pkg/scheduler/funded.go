@@ -3,12 +3,14 @@ package scheduler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/openagents/runtime/pkg/contracts"
 	"github.com/openagents/runtime/pkg/lifecycle"
+	"github.com/openagents/runtime/pkg/registry"
 )
 
 // consumerFunded is the durable consumer the replicas share on sa.funded.*: a notice that
@@ -67,10 +69,18 @@ func (s *Scheduler) onFunded(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	agent := contracts.AgentFromSubject(msg.Subject())
-	a, ok := s.agent(agent)
-	if !ok || !a.active || !lifecycle.Ticks(a.lifecycle, true) {
-		_ = msg.Ack()
-		return
+	if a, ok := s.agent(agent); !ok || !a.active || !lifecycle.Ticks(a.lifecycle, true) {
+		// The registry watch can lag the payer, which moves a newly funded agent up from
+		// Spawning before it publishes the notice: ask the registry itself before dropping it.
+		fresh, _, err := s.cfg.Registry.Get(ctx, agent)
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		if err != nil || !fresh.Active || !lifecycle.Ticks(lifecycle.State(fresh.Lifecycle), true) {
+			_ = msg.Ack()
+			return
+		}
 	}
 	at := f.At
 	if at == 0 {
