@@ -3,6 +3,7 @@ package lnd_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/openagents/runtime/pkg/devnet"
 	"github.com/openagents/runtime/pkg/fleet"
+	"github.com/openagents/runtime/pkg/lightning"
 	"github.com/openagents/runtime/pkg/nipsa"
 	"github.com/openagents/runtime/pkg/payclient"
 	"github.com/openagents/runtime/pkg/payer"
@@ -34,6 +36,14 @@ func TestTickPaysProviderOverLND(t *testing.T) {
 	if _, err := alice.PayInvoice(ctx, seed.Bolt11); err != nil {
 		t.Fatal(err)
 	}
+	// The payment returns once alice sees the preimage; bob can spend it once his channel state
+	// has caught up.
+	eventually(t, 30*time.Second, "bob's liquidity", func() error {
+		if msat, err := bob.Balance(ctx); err != nil || msat < 200_000_000 {
+			return fmt.Errorf("bob has %d msat (%v)", msat, err)
+		}
+		return nil
+	})
 
 	outcomes := make(chan ticker.Outcome, 4)
 	d, err := devnet.Start(ctx, devnet.Options{Dir: t.TempDir(), Services: true, Without: []string{"payer"},
@@ -64,9 +74,18 @@ func TestTickPaysProviderOverLND(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bob.PayInvoice(ctx, bolt11); err != nil {
-		t.Fatalf("fund the agent from bob: %v", err)
-	}
+	// A failed payment is final in lnd and may be tried again: right after the liquidity
+	// payment bob's spendable balance can lag his channel balance for a moment.
+	eventually(t, 30*time.Second, "fund the agent from bob", func() error {
+		_, err := bob.PayInvoice(ctx, bolt11)
+		if errors.Is(err, lightning.ErrInsufficientBalance) || errors.Is(err, lightning.ErrNoRoute) {
+			return err
+		}
+		if err != nil {
+			t.Fatalf("fund the agent from bob: %v", err)
+		}
+		return nil
+	})
 	pc := payclient.Client{NC: d.NC}
 	eventually(t, 30*time.Second, "funding credited to the agent", func() error {
 		b, err := pc.Balance(ctx, a.Pubkey)
