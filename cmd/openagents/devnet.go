@@ -17,6 +17,7 @@ import (
 	"github.com/openagents/runtime/pkg/lifecycle"
 	"github.com/openagents/runtime/pkg/model"
 	"github.com/openagents/runtime/pkg/nipsa"
+	"github.com/openagents/runtime/pkg/service"
 	"github.com/openagents/runtime/pkg/ticker"
 )
 
@@ -94,7 +95,7 @@ func cmdDevnet(env *cliEnv, args []string) error {
 	dir := fs.String("dir", "", "state directory (default: a temp dir removed at exit)")
 	quiet := fs.Bool("quiet", false, "no live view")
 	llmURL := fs.String("llm-url", os.Getenv("OPENAGENTS_LLM_URL"), "the provider's model: an OpenAI-compatible chat-completions base URL, e.g. http://127.0.0.1:11434/v1 for Ollama (env OPENAGENTS_LLM_URL; default: the built-in deterministic model); the key comes from OPENAGENTS_LLM_API_KEY")
-	llmModel := fs.String("llm-model", envOr("OPENAGENTS_LLM_MODEL", "llama3.2"), "model name for --llm-url (env OPENAGENTS_LLM_MODEL)")
+	llmModel := fs.String("llm-model", service.EnvOr("OPENAGENTS_LLM_MODEL", "llama3.2"), "model name for --llm-url (env OPENAGENTS_LLM_MODEL)")
 	price := fs.Int64("price", 10, "the reference provider's price per request, in sats")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -243,11 +244,4 @@ func drawLive(w io.Writer, rows []agentView, up time.Duration, prev int) int {
 	}
 	fmt.Fprintf(w, "up %s — Ctrl-C stops\n", up.Round(time.Second))
 	return printTable(w, rows) + 1
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }

@@ -245,23 +245,33 @@ func (p *Publisher) record(ctx context.Context, subject string, d contracts.Deli
 	}
 }
 
-// Enqueue hands signed events to the publisher: one async JetStream publish each (Nats-Msg-Id =
-// event id, so a re-run of a tick does not deliver twice), then one wait for all the acks.
-// When it returns nil every event is durable in SA_PUBLISH.
+// Enqueue hands signed events to the publisher and waits until every one is durable in
+// SA_PUBLISH (see Submit).
 func Enqueue(ctx context.Context, js jetstream.JetStream, agent string, relays []string, events ...nostr.Event) error {
+	futures, err := Submit(js, agent, relays, events...)
+	if err != nil {
+		return err
+	}
+	return Await(ctx, futures...)
+}
+
+// Submit hands signed events to the publisher: one async JetStream publish each, with
+// Nats-Msg-Id = event id so a re-run of a tick does not deliver twice. The caller checks the
+// acks later with Await, so a tick pays one wait for all its events, not one per event.
+func Submit(js jetstream.JetStream, agent string, relays []string, events ...nostr.Event) ([]jetstream.PubAckFuture, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(events))
 	for _, ev := range events {
 		b, err := json.Marshal(contracts.PublishRequest{Event: ev, Relays: relays})
 		if err != nil {
-			return err
+			return futures, err
 		}
 		f, err := js.PublishAsync(contracts.PublishSubject(agent), b, jetstream.WithMsgID(ev.ID))
 		if err != nil {
-			return fmt.Errorf("publisher: enqueue %s: %w", ev.ID, err)
+			return futures, fmt.Errorf("publisher: enqueue %s: %w", ev.ID, err)
 		}
 		futures = append(futures, f)
 	}
-	return Await(ctx, futures...)
+	return futures, nil
 }
 
 // Await waits for every publish ack; the first error wins.

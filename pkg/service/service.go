@@ -107,9 +107,9 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // Register adds the common flags to fs, with defaults from the environment.
 func (f *Flags) Register(fs *flag.FlagSet) {
-	fs.StringVar(&f.NATSURL, "nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env NATS_URL)")
+	fs.StringVar(&f.NATSURL, "nats", EnvOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env NATS_URL)")
 	fs.StringVar(&f.NATSCreds, "nats-creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
-	fs.StringVar(&f.HTTPAddr, "http", envOr("HTTP_ADDR", ":8080"), "address for /healthz, /readyz and /metrics (env HTTP_ADDR)")
+	fs.StringVar(&f.HTTPAddr, "http", EnvOr("HTTP_ADDR", ":8080"), "address for /healthz, /readyz and /metrics (env HTTP_ADDR)")
 	fs.Var(&f.Relays, "relay", "relay URL, repeatable (env RELAYS, comma-separated)")
 	fs.IntVar(&f.JSReplicas, "js-replicas", envInt("OPENAGENTS_JS_REPLICAS", 1), "replicas of the streams and buckets it provisions: 1, or 3 in a cluster (env OPENAGENTS_JS_REPLICAS)")
 }
@@ -122,7 +122,8 @@ func envInt(k string, def int) int {
 	return def
 }
 
-func envOr(k, def string) string {
+// EnvOr is the environment variable k, or def when it is unset or empty.
+func EnvOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
 	}

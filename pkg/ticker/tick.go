@@ -218,20 +218,10 @@ func (r *run) flush(ctx context.Context) error {
 	if len(r.events) == 0 {
 		return nil
 	}
-	evs := r.events
-	r.events = nil
-	for _, ev := range evs {
-		b, err := json.Marshal(contracts.PublishRequest{Event: ev, Relays: r.relays})
-		if err != nil {
-			return err
-		}
-		f, err := r.t.cfg.JS.PublishAsync(contracts.PublishSubject(r.a.Pubkey), b, jetstream.WithMsgID(ev.ID))
-		if err != nil {
-			return fmt.Errorf("enqueue %s: %w", ev.ID, err)
-		}
-		r.futures = append(r.futures, f)
-	}
-	return nil
+	futures, err := publisher.Submit(r.t.cfg.JS, r.a.Pubkey, r.relays, r.events...)
+	r.futures = append(r.futures, futures...)
+	r.events = r.events[len(futures):]
+	return err
 }
 
 // (3) State: KV is the operational copy (compare-and-swap on its revision); the relay copy is

@@ -20,7 +20,7 @@ func main() {
 	fs := flag.NewFlagSet("ticker", flag.ExitOnError)
 	f.Register(fs)
 	kekFile := fs.String("kek-file", os.Getenv("OPENAGENTS_KEK_FILE"), "key-encryption key file (env OPENAGENTS_KEK_FILE)")
-	network := fs.String("network", envOr("OPENAGENTS_NETWORK", "regtest"), "Bitcoin network invoices must be for (env OPENAGENTS_NETWORK)")
+	network := fs.String("network", service.EnvOr("OPENAGENTS_NETWORK", "regtest"), "Bitcoin network invoices must be for (env OPENAGENTS_NETWORK)")
 	provider := fs.String("provider", os.Getenv("OPENAGENTS_PROVIDER"), "use only this compute provider (hex pubkey)")
 	tickTimeout := fs.Duration("tick-timeout", 90*time.Second, "longest a tick may run")
 	buyTimeout := fs.Duration("buy-timeout", 30*time.Second, "longest a provider may take to invoice and answer")
@@ -54,11 +54,4 @@ func main() {
 		sh.SetReady(true)
 		return t.Run(ctx)
 	}))
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
